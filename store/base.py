@@ -1,0 +1,75 @@
+"""The shared core of a transaction view: running statements and writing outbox events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import apsw
+
+from store.errors import ReadOnlyView
+from store.models import Event, Json
+
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+
+def dumps(data: Json) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str) -> Json:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value
+
+
+class TxBase:
+    """Statements run on one connection inside one transaction (or read snapshot)."""
+
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        outbox: list[Event],
+        clock: Callable[[], int],
+        lease_timeout_ms: int,
+        *,
+        writable: bool,
+    ) -> None:
+        self._conn = conn
+        self._outbox = outbox
+        self._clock = clock
+        self.lease_timeout_ms = lease_timeout_ms
+        self.writable = writable
+
+    def now(self) -> int:
+        """Milliseconds since the epoch, from the store's clock."""
+        return self._clock()
+
+    def _rows(self, sql: str, params: Params = ()) -> list[Row]:
+        return [tuple(r) for r in self._conn.execute(sql, params)]
+
+    def _row(self, sql: str, params: Params = ()) -> Row | None:
+        row = self._conn.execute(sql, params).fetchone()
+        return tuple(row) if row is not None else None
+
+    def _exec(self, sql: str, params: Params = ()) -> int:
+        """Run a write statement; returns the number of rows it changed."""
+        if not self.writable:
+            raise ReadOnlyView(sql.split(None, 1)[0])
+        self._conn.execute(sql, params)
+        return self._conn.changes()
+
+    def _emit(self, session_id: str, type_: str, data: Json) -> Event:
+        """Write one outbox event in this transaction; it is published after commit."""
+        now = self.now()
+        text = dumps(data)
+        self._exec(
+            "INSERT INTO event (session_id, type, data, time) VALUES (?, ?, ?, ?)",
+            (session_id, type_, text, now),
+        )
+        event = Event(self._conn.last_insert_rowid(), session_id, type_, data, now)
+        self._outbox.append(event)
+        return event

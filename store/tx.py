@@ -1,0 +1,13 @@
+"""``Tx``: every query the store knows, on one connection in one transaction."""
+
+from __future__ import annotations
+
+from store.compactions import CompactionOps
+from store.events import EventOps
+from store.leases import LeaseOps
+from store.messages import MessageOps
+from store.sessions import SessionOps
+
+
+class Tx(SessionOps, MessageOps, CompactionOps, LeaseOps, EventOps):
+    """A write transaction from ``Store.write()`` or a read snapshot from ``Store.read()``."""
