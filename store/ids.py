@@ -40,7 +40,7 @@ def parse(id_: str) -> tuple[int, int]:
 
 
 def new_id(prefix: str, after: str | None = None) -> str:
-    """A fresh id with ``prefix`` that sorts after every id this process made and after ``after``."""
+    """A new id that sorts after every id this process made, and after ``after``."""
     ms, counter = _stamp(parse(after) if after else (0, 0))
     return f"{prefix}_{ms:012x}{counter:04x}{secrets.token_hex(4)}"
 

@@ -49,7 +49,9 @@ def _message(row: Row) -> Message:
 
 
 def _part(row: Row) -> Part:
-    return Part(id=row[0], message_id=row[1], session_id=row[2], body=body_from_json(row[3], loads(row[4])))
+    return Part(
+        id=row[0], message_id=row[1], session_id=row[2], body=body_from_json(row[3], loads(row[4]))
+    )
 
 
 def _with_parts(messages: list[Message], parts: Iterable[Part]) -> list[MessageWithParts]:
@@ -108,8 +110,7 @@ class MessageOps(TxBase):
     def update_message(self, message: Message) -> Message:
         """Store the message's mutable fields (finish, error, completion time, usage)."""
         changed = self._exec(
-            "UPDATE message SET time_completed = ?, finish = ?, error = ?, data = ?"
-            " WHERE id = ?",
+            "UPDATE message SET time_completed = ?, finish = ?, error = ?, data = ? WHERE id = ?",
             (
                 message.time_completed,
                 message.finish,

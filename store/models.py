@@ -148,7 +148,9 @@ class Message:
                 "sessionId": self.session_id,
                 "role": self.role,
                 "kind": self.kind,
-                "time": _drop_none({"created": self.time_created, "completed": self.time_completed}),
+                "time": _drop_none(
+                    {"created": self.time_created, "completed": self.time_completed}
+                ),
                 "parentId": self.parent_id,
                 "compactionId": self.compaction_id,
                 "summary": True if self.is_summary else None,
@@ -240,7 +242,9 @@ class CompactionPart:
     type: Literal["compaction"] = "compaction"
 
 
-PartBody: TypeAlias = TextPart | ReasoningPart | ToolPart | FilePart | StepFinishPart | CompactionPart
+PartBody: TypeAlias = (
+    TextPart | ReasoningPart | ToolPart | FilePart | StepFinishPart | CompactionPart
+)
 
 
 def body_to_json(body: PartBody) -> Json:
@@ -284,7 +288,9 @@ def body_from_json(type_: str, d: Json) -> PartBody:
         return FilePart(mime=d["mime"], url=d["url"], filename=d.get("filename"))
     if type_ == "step-finish":
         return StepFinishPart(
-            tokens=tokens_from_json(d["tokens"]), cost=float(d.get("cost", 0.0)), reason=d.get("reason")
+            tokens=tokens_from_json(d["tokens"]),
+            cost=float(d.get("cost", 0.0)),
+            reason=d.get("reason"),
         )
     if type_ == "compaction":
         return CompactionPart(

@@ -1,0 +1,1 @@
+"""Benchmarks: `./dev bench` runs them and rewrites docs/benchmarks.md."""

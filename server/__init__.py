@@ -1,0 +1,1 @@
+"""The sidecar: compaction engine, context building, and (later) the JSON-RPC server."""

@@ -1,0 +1,134 @@
+"""Helpers shared by the tests: a scripted summarizer and conversation builders."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from server.summary import (
+    CancelToken,
+    SummaryCancelled,
+    SummaryFailed,
+    SummaryReply,
+    SummaryRequest,
+    SummaryTooLarge,
+)
+from server.tokens import ModelLimits
+from store import Store
+from store.models import (
+    Message,
+    MessageError,
+    StepFinishPart,
+    TextPart,
+    TokenUsage,
+    ToolPart,
+    ToolState,
+)
+
+
+@dataclass
+class ScriptedSummarizer:
+    """Streams a fixed summary in chunks; can be told to fail, block or be too large."""
+
+    text: str = "## Objective\nShip the feature.\n## Next Move\nRun the tests."
+    chunks: int = 4
+    limits: ModelLimits = field(default_factory=lambda: ModelLimits(context=100_000, output=8_000))
+    fail_with: Exception | None = None
+    before_chunk: Callable[[int], None] | None = None  # called before each chunk is streamed
+    requests: list[SummaryRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def summarize(
+        self, request: SummaryRequest, on_text: Callable[[str], None], cancel: CancelToken
+    ) -> SummaryReply:
+        with self.lock:
+            self.requests.append(request)
+        if self.fail_with is not None:
+            raise self.fail_with
+        size = max(1, len(self.text) // self.chunks)
+        pieces = [self.text[i : i + size] for i in range(0, len(self.text), size)]
+        for i, piece in enumerate(pieces):
+            if self.before_chunk is not None:
+                self.before_chunk(i)
+            if cancel.is_set():
+                raise SummaryCancelled()
+            on_text(piece)
+        return SummaryReply(self.text, TokenUsage(input=request.estimated_tokens, output=50))
+
+
+TOO_LARGE = SummaryTooLarge("context_length_exceeded")
+PROVIDER_DOWN = SummaryFailed("HTTP 503 from provider")
+
+__all__ = ["PROVIDER_DOWN", "TOO_LARGE", "ScriptedSummarizer", "add_turn", "new_session"]
+
+
+def new_session(store: Store, title: str = "test") -> str:
+    with store.write() as tx:
+        return tx.create_session(title, "/work/project").id
+
+
+def add_prompt(store: Store, session_id: str, text: str) -> Message:
+    with store.write() as tx:
+        m = tx.add_message(session_id, "prompt")
+        tx.put_part(m.id, TextPart(text))
+        return m
+
+
+def add_reply(
+    store: Store,
+    session_id: str,
+    parent_id: str,
+    text: str,
+    *,
+    tool_output: str | None = None,
+    tool_error: str | None = None,
+    usage: TokenUsage | None = None,
+    finished: bool = True,
+    error: bool = False,
+) -> Message:
+    with store.write() as tx:
+        m = tx.add_message(session_id, "reply", parent_id=parent_id, runner="test")
+        if tool_output is not None or tool_error is not None:
+            status = "error" if tool_error is not None else "completed"
+            state = ToolState(
+                status=status,
+                input={"path": "src/app.py"},
+                output=tool_output,
+                error=tool_error,
+                time_start=tx.now(),
+                time_end=tx.now(),
+            )
+            tx.put_part(m.id, ToolPart(call_id=f"call-{m.id}", tool="read_file", state=state))
+        tx.put_part(m.id, TextPart(text))
+        tx.put_part(m.id, StepFinishPart(tokens=usage or TokenUsage(input=10, output=5)))
+        if finished or error:
+            m = tx.update_message(
+                replace(
+                    m,
+                    finish="stop" if finished else None,
+                    time_completed=tx.now(),
+                    error=MessageError("ProviderError", "boom") if error else None,
+                    tokens=usage,
+                )
+            )
+        return m
+
+
+def add_turn(
+    store: Store,
+    session_id: str,
+    user_text: str,
+    reply_text: str,
+    *,
+    tool_output: str | None = None,
+    usage: TokenUsage | None = None,
+) -> tuple[Message, Message]:
+    """A user prompt and its finished assistant reply."""
+    user = add_prompt(store, session_id, user_text)
+    reply = add_reply(store, session_id, user.id, reply_text, tool_output=tool_output, usage=usage)
+    return user, reply
