@@ -94,9 +94,8 @@ def add_reply(
     with store.write() as tx:
         m = tx.add_message(session_id, "reply", parent_id=parent_id, runner="test")
         if tool_output is not None or tool_error is not None:
-            status = "error" if tool_error is not None else "completed"
             state = ToolState(
-                status=status,
+                status="error" if tool_error is not None else "completed",
                 input={"path": "src/app.py"},
                 output=tool_output,
                 error=tool_error,
