@@ -62,6 +62,10 @@ class TxBase:
         self._conn.execute(sql, params)
         return self._conn.changes()
 
+    def explain(self, sql: str, params: Params = ()) -> list[str]:
+        """SQLite's query plan for ``sql``, one line per step (for tests and benchmarks)."""
+        return [str(r[-1]) for r in self._conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
     def _emit(self, session_id: str, type_: str, data: Json) -> Event:
         """Write one outbox event in this transaction; it is published after commit."""
         now = self.now()

@@ -14,7 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import apsw
 import platformdirs
@@ -40,6 +42,12 @@ def wall_clock_ms() -> int:
 def default_db_path() -> Path:
     """``sessions.db`` in the user data directory (``$XDG_DATA_HOME/sessionlsp`` on Linux)."""
     return Path(platformdirs.user_data_dir("sessionlsp", appauthor=False)) / "sessions.db"
+
+
+@dataclass(frozen=True)
+class StatementProfile:
+    sql: str
+    vm_steps: int
 
 
 class Store:
@@ -133,6 +141,27 @@ class Store:
             yield Tx(conn, [], self.clock, self.lease_timeout_ms, writable=False)
         finally:
             conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def profile(self) -> Iterator[list[StatementProfile]]:
+        """Record each statement this thread runs while the block is open, with its work.
+
+        ``vm_steps`` is SQLite's count of virtual-machine steps for the statement: a
+        deterministic measure of how many rows and index entries it touched.
+        """
+        records: list[StatementProfile] = []
+
+        def on_profile(event: dict[str, Any]) -> None:
+            status = event.get("stmt_status") or {}
+            steps = int(status.get("SQLITE_STMTSTATUS_VM_STEP", 0))
+            records.append(StatementProfile(str(event.get("sql", "")), steps))
+
+        conn = self._connection()
+        conn.trace_v2(apsw.SQLITE_TRACE_PROFILE, on_profile, id="sessionlsp-profile")
+        try:
+            yield records
+        finally:
+            conn.trace_v2(0, None, id="sessionlsp-profile")
 
     # --- change notification ---------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from store.compactions import CompactionOps
 from store.events import EventOps
 from store.leases import LeaseOps
+from store.maintenance import MaintenanceOps
 from store.messages import MessageOps
 from store.sessions import SessionOps
 
 
-class Tx(SessionOps, MessageOps, CompactionOps, LeaseOps, EventOps):
+class Tx(SessionOps, MessageOps, CompactionOps, LeaseOps, EventOps, MaintenanceOps):
     """A write transaction from ``Store.write()`` or a read snapshot from ``Store.read()``."""

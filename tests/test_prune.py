@@ -1,0 +1,66 @@
+"""Guarantee 11: old tool outputs are marked compacted, never deleted."""
+
+from __future__ import annotations
+
+from server.context import build_context
+from server.prune import prune
+from server.tokens import PRUNED_PLACEHOLDER
+from store import Store
+from store.models import ToolPart
+from tests.support import add_turn, new_session
+
+
+def _tool_parts(store: Store, session_id: str) -> list[ToolPart]:
+    with store.read() as tx:
+        return [
+            p.body for m in tx.history(session_id) for p in m.parts if isinstance(p.body, ToolPart)
+        ]
+
+
+def test_prune_keeps_the_newest_40000_tokens_and_marks_older_outputs_compacted(
+    store: Store,
+) -> None:
+    sid = new_session(store)
+    for i in range(9):  # 9 outputs of 10 000 tokens each
+        add_turn(store, sid, f"q{i}", f"a{i}", tool_output=f"{i}" * 40_000)
+    result = prune(store, sid)
+    parts = _tool_parts(store, sid)
+    compacted = [p.state.time_compacted is not None for p in parts]
+    # The last two turns are protected; of the rest, the newest 40 000 tokens (4 outputs) are
+    # kept and the 3 older ones (30 000 tokens, over the 20 000 minimum) are pruned.
+    assert compacted == [True, True, True, False, False, False, False, False, False]
+    assert result.parts == 3 and result.tokens == 30_000
+    assert all(p.state.output == f"{i}" * 40_000 for i, p in enumerate(parts))  # not deleted
+
+
+def test_prune_does_nothing_when_it_would_free_20000_tokens_or_less(store: Store) -> None:
+    sid = new_session(store)
+    for i in range(8):  # 2 protected turns, 4 kept, 2 prunable = exactly 20 000 tokens
+        add_turn(store, sid, f"q{i}", f"a{i}", tool_output="z" * 40_000)
+    assert prune(store, sid).parts == 0
+    assert not any(p.state.time_compacted for p in _tool_parts(store, sid))
+
+
+def test_pruned_output_reaches_the_model_as_a_placeholder(store: Store) -> None:
+    sid = new_session(store)
+    for i in range(9):
+        add_turn(store, sid, f"q{i}", f"a{i}", tool_output="y" * 40_000)
+    before = build_context(store, sid).tokens
+    prune(store, sid)
+    ctx = build_context(store, sid)
+    tools = [p.body for m in ctx.messages for p in m.parts if isinstance(p.body, ToolPart)]
+    assert tools[0].state.output == PRUNED_PLACEHOLDER
+    assert before - ctx.tokens >= 30_000 - 100
+
+
+def test_prune_is_announced_as_part_updates(store: Store) -> None:
+    sid = new_session(store)
+    for i in range(9):
+        add_turn(store, sid, f"q{i}", f"a{i}", tool_output="y" * 40_000)
+    with store.read() as tx:
+        cursor = tx.last_seq()
+    result = prune(store, sid)
+    with store.read() as tx:
+        events = tx.events_after(cursor)
+    assert [e.type for e in events] == ["message.part.updated"] * result.parts
+    assert all(e.data["state"]["time"]["compacted"] for e in events)
