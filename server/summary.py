@@ -151,10 +151,14 @@ def _entry(m: MessageWithParts, tool_cap: int, text_cap: int | None) -> Transcri
     return TranscriptEntry(m.info.role, m.info.id, tuple(chunks)) if chunks else None
 
 
-def _size(entries: list[TranscriptEntry], previous: str | None, instructions: str | None) -> int:
-    fixed = estimate_text(SYSTEM_PROMPT) + estimate_text(previous or "")
-    fixed += estimate_text(instructions or "") + 50
-    return fixed + sum(estimate_text(e.render()) + 2 for e in entries)
+def _fixed_size(previous: str | None, instructions: str | None) -> int:
+    """Tokens of everything but the transcript (system prompt, earlier summary, framing)."""
+    text = estimate_text(SYSTEM_PROMPT) + estimate_text(previous or "")
+    return text + estimate_text(instructions or "") + 50
+
+
+def _entry_size(e: TranscriptEntry) -> int:
+    return estimate_text(e.render()) + 2
 
 
 def build_summary_request(
@@ -172,24 +176,28 @@ def build_summary_request(
     budget = limits.usable() or DEFAULT_WINDOW_TOKENS
     if previous_summary and estimate_text(previous_summary) > budget // 2:
         previous_summary = _cap(previous_summary, budget // 2 * 4)
+    if instructions and _fixed_size(previous_summary, instructions) > budget * 3 // 4:
+        instructions = _cap(instructions, budget // 4 * 4)
+    fixed = _fixed_size(previous_summary, instructions)
     entries: list[TranscriptEntry] = []
+    sizes: list[int] = []
     for tool_cap, text_cap in zip(TOOL_OUTPUT_CAPS, TEXT_CAPS, strict=True):
         entries = [e for e in (_entry(m, tool_cap, text_cap) for m in head) if e is not None]
-        if _size(entries, previous_summary, instructions) <= budget:
+        sizes = [_entry_size(e) for e in entries]
+        if fixed + sum(sizes) <= budget:
             break
+    total = fixed + sum(sizes)
     omitted = 0
-    while entries and _size(entries, previous_summary, instructions) > budget:
-        entries.pop(0)
+    while omitted < len(entries) and total > budget:
+        total -= sizes[omitted]
         omitted += 1
-    if instructions and _size(entries, previous_summary, instructions) > budget:
-        instructions = _cap(instructions, budget)
     return SummaryRequest(
         system=SYSTEM_PROMPT,
         previous_summary=previous_summary,
-        transcript=tuple(entries),
+        transcript=tuple(entries[omitted:]),
         instructions=instructions,
         omitted_messages=omitted,
-        estimated_tokens=_size(entries, previous_summary, instructions),
+        estimated_tokens=total,
         budget_tokens=budget,
     )
 
