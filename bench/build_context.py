@@ -57,6 +57,9 @@ def run(workdir: Path) -> list[Row]:
             build_context(store, sid)
         steps = sum(s.vm_steps for s in statements)
 
+        def context(sid: str = sid, store: Store = store) -> None:
+            build_context(store, sid)
+
         def whole(sid: str = sid, store: Store = store) -> None:
             with store.read() as tx:
                 tx.history(sid)
@@ -65,7 +68,7 @@ def run(workdir: Path) -> list[Row]:
             Row(
                 n,
                 len(ctx.messages),
-                _time(lambda sid=sid, store=store: build_context(store, sid)),
+                _time(context),
                 steps,
                 _time(whole, runs=5 if n >= 10_000 else RUNS),
             )
