@@ -71,6 +71,7 @@ SUMMARY_TOO_LARGE = "summary_too_large"
 CANCELLED = "cancelled"
 AUTO_LOOP = "auto_loop"
 AUTO_DISABLED = "auto_disabled"
+TOO_MANY_ATTEMPTS = "too_many_attempts"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class CompactionSettings:
     limits: ModelLimits  # the chat model's limits: they define the usable window
     auto_compact: bool = True
     auto_per_prompt: int = 1  # automatic compactions allowed between two user prompts
+    max_attempts: int = 3  # summary attempts per marker before it fails (each one costs a call)
     flush_interval_ms: int = 250  # how often streamed summary text is made durable
     heartbeat_interval_ms: int | None = None  # default: a third of the lease timeout
     wait_interval_s: float = 0.5  # longest a waiter sleeps between looks at the row
@@ -382,6 +384,14 @@ class CompactionEngine:
                 return 0
             if cancel is not None and cancel.is_set():
                 self._fail(tx, c, CANCELLED, "compaction cancelled before it started")
+                return 0
+            if c.attempts >= self.settings.max_attempts:
+                self._fail(
+                    tx,
+                    c,
+                    TOO_MANY_ATTEMPTS,
+                    f"{c.attempts} summary attempts were interrupted; not trying again",
+                )
                 return 0
             conv = load_conversation(tx, session_id)
             end = c.replay_of or c.marker_id

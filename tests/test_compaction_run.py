@@ -15,6 +15,7 @@ from server.compaction import (
     CANCELLED,
     CONTINUATION_TEXT,
     SUMMARY_TOO_LARGE,
+    TOO_MANY_ATTEMPTS,
     CompactionEngine,
     CompactionSettings,
 )
@@ -129,6 +130,21 @@ def test_dead_runners_unfinished_summary_is_closed_as_interrupted_and_redone(
     with store.read() as tx:
         assert tx.parts_of(interrupted.id), "text streamed before the crash is kept"
         assert tx.get_lease(sid) is None
+
+
+def test_marker_whose_attempts_keep_dying_fails_after_three(store: Store) -> None:
+    sid = _long_session(store)
+    summarizer = ScriptedSummarizer()
+    for _ in range(3):
+        with _crash_at("after_summary_row"), pytest.raises(Crash):
+            CompactionEngine(store, summarizer, CompactionSettings(LIMITS)).compact(sid)
+    out = CompactionEngine(store, summarizer, CompactionSettings(LIMITS)).compact(sid)
+    assert out.status == "failed"
+    assert out.error is not None and out.error.code == TOO_MANY_ATTEMPTS
+    attempts = _summaries(store, str(out.marker_id))
+    assert len(attempts) == 3
+    assert all(a.error is not None and a.error.name == "Interrupted" for a in attempts)
+    assert summarizer.calls == 0  # every attempt died before calling the model
 
 
 def _compactions(store: Store, session_id: str) -> list[Compaction]:
