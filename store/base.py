@@ -44,6 +44,11 @@ class TxBase:
         self.lease_timeout_ms = lease_timeout_ms
         self.writable = writable
 
+    @property
+    def connection(self) -> apsw.Connection:
+        """The underlying connection, for migrations and diagnostics only."""
+        return self._conn
+
     def now(self) -> int:
         """Milliseconds since the epoch, from the store's clock."""
         return self._clock()

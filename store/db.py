@@ -22,7 +22,7 @@ import apsw
 import platformdirs
 
 from store.errors import StoreError
-from store.migrations import migrate
+from store.migrations import migrate, refuse_newer_schema
 from store.models import Event
 from store.tx import Tx
 
@@ -72,9 +72,13 @@ class Store:
         self._changed = threading.Condition()
         self._generation = 0  # bumped after every commit made through this Store
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connection()
-        with conn:
-            migrate(conn)
+        try:
+            refuse_newer_schema(self.path)
+            with self.write() as tx:
+                migrate(tx.connection)
+        except apsw.Error as e:
+            self.close()
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -109,25 +113,35 @@ class Store:
         """A write transaction (``BEGIN IMMEDIATE``). Nested calls become savepoints.
 
         Events emitted inside are published to subscribers after the outermost commit.
+        The outermost ``BEGIN IMMEDIATE`` is issued as a statement rather than through apsw's
+        context manager: a statement releases the GIL while SQLite waits for the write lock, so
+        a writer waiting on another never freezes the rest of this process.
         """
         conn = self._connection()
         outbox: list[Event] | None = getattr(self._local, "outbox", None)
-        outermost = outbox is None
-        if outbox is None:
-            outbox = []
-            self._local.outbox = outbox
-        mark = len(outbox)
+        if outbox is not None:  # nested: a savepoint inside the open transaction
+            mark = len(outbox)
+            try:
+                with conn:
+                    yield Tx(conn, outbox, self.clock, self.lease_timeout_ms, writable=True)
+            except BaseException:
+                del outbox[mark:]
+                raise
+            return
+        outbox = []
+        self._local.outbox = outbox
         try:
-            with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 yield Tx(conn, outbox, self.clock, self.lease_timeout_ms, writable=True)
-        except BaseException:
-            del outbox[mark:]
-            if outermost:
-                self._local.outbox = None
-            raise
-        if outermost:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
             self._local.outbox = None
-            self._committed(outbox)
+        self._committed(outbox)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 
 import apsw
@@ -22,6 +23,26 @@ def current_version(conn: apsw.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def read_script(name: str) -> str:
+    """The SQL of one migration script shipped in the store package."""
+    return resources.files("store").joinpath(name).read_text(encoding="utf-8")
+
+
+def refuse_newer_schema(path: str | os.PathLike[str]) -> None:
+    """Raise SchemaTooNew before anything (even the journal mode) changes a newer file."""
+    if not os.path.exists(path):
+        return
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        version = current_version(conn)
+    finally:
+        conn.close()
+    if version > LATEST:
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this sessionlsp supports ({LATEST})"
+        )
+
+
 def migrate(conn: apsw.Connection) -> int:
     """Apply every migration newer than the file's version. Call inside a write transaction."""
     version = current_version(conn)
@@ -32,8 +53,7 @@ def migrate(conn: apsw.Connection) -> int:
     for target, script in MIGRATIONS:
         if target <= version:
             continue
-        sql = resources.files("store").joinpath(script).read_text(encoding="utf-8")
-        conn.execute(sql)
+        conn.execute(read_script(script))
         conn.execute(f"PRAGMA user_version = {int(target)}")
         version = target
     return version
