@@ -156,7 +156,8 @@ class CompactionEngine:
 
         Check and insert run in one IMMEDIATE transaction, so concurrent requests from any
         number of threads and processes end with one marker. A stale active marker is closed
-        first. An automatic request is refused (status ``failed``, no marker) when automatic
+        first. A manual request when no prompt or reply was added since the last completed
+        compaction gets that compaction (``created=False``): there is nothing new to summarize. An automatic request is refused (status ``failed``, no marker) when automatic
         compaction is off or already ran since the last user prompt.
         """
         with self.store.write() as tx:
@@ -175,6 +176,12 @@ class CompactionEngine:
                 refusal = self._auto_refusal(tx, session_id)
                 if refusal is not None:
                     return refusal
+            else:
+                done = tx.last_completed_compaction(session_id)
+                if done is not None and not tx.has_conversation_after(session_id, done.marker_id):
+                    # Nothing new since the last compaction: a late duplicate of the request
+                    # that made it (or a repeated click) gets that one, not a paid copy.
+                    return _outcome(done)
             instructions = _merge_instructions(None, instructions)
             marker = tx.add_message(session_id, "marker")
             tx.put_part(marker.id, CompactionPart(auto, overflow, None, instructions))

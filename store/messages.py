@@ -171,6 +171,15 @@ class MessageOps(TxBase):
         )
         return _message(row) if row else None
 
+    def has_conversation_after(self, session_id: str, message_id: str) -> bool:
+        """Whether a prompt or reply was added after the id (markers and summaries aside)."""
+        row = self._row(
+            "SELECT 1 FROM message WHERE session_id = ? AND kind IN ('prompt', 'reply')"
+            " AND id > ? LIMIT 1",
+            (session_id, message_id),
+        )
+        return row is not None
+
     def reply_succeeded_after(self, session_id: str, message_id: str) -> bool:
         """Whether an assistant reply (not a summary) finished without error after the id."""
         row = self._row(

@@ -40,6 +40,21 @@ def test_second_compact_merges_into_active_marker(store: Store, engine: Compacti
     assert part.instructions == c.instructions
 
 
+def test_compact_again_with_nothing_new_returns_the_completed_compaction(
+    store: Store, engine: CompactionEngine, summarizer: ScriptedSummarizer
+) -> None:
+    sid = new_session(store)
+    add_turn(store, sid, "hello", "hi")
+    first = engine.compact(sid, auto=True)  # writes its own continuation after the summary
+    late = engine.compact(sid)
+    assert late.marker_id == first.marker_id and not late.created
+    assert late.status == "completed" and late.summary_message_id == first.summary_message_id
+    assert _markers(store, sid) == [first.marker_id] and summarizer.calls == 1
+    add_turn(store, sid, "one more thing", "sure")
+    assert engine.compact(sid).created
+    assert summarizer.calls == 2
+
+
 def test_repeated_instructions_are_not_duplicated(store: Store, engine: CompactionEngine) -> None:
     sid = new_session(store)
     a = engine.request(sid, instructions="focus on tests")
