@@ -157,7 +157,8 @@ class CompactionEngine:
         Check and insert run in one IMMEDIATE transaction, so concurrent requests from any
         number of threads and processes end with one marker. A stale active marker is closed
         first. A manual request when no prompt or reply was added since the last completed
-        compaction gets that compaction (``created=False``): there is nothing new to summarize. An automatic request is refused (status ``failed``, no marker) when automatic
+        compaction gets that compaction (``created=False``): there is nothing new to summarize.
+        An automatic request is refused (status ``failed``, no marker) when automatic
         compaction is off or already ran since the last user prompt.
         """
         with self.store.write() as tx:
@@ -401,12 +402,16 @@ class CompactionEngine:
                 )
                 return 0
             conv = load_conversation(tx, session_id)
+            # The new tail is planned among the messages after the previous marker only: the
+            # tail is stored as an id range, and a range reaching back past that marker would
+            # take in messages the previous compaction left out (an overflow's replaced turn).
             end = c.replay_of or c.marker_id
-            candidates = tuple(m for m in conv.messages if m.info.id < end)
+            recent = tuple(m for m in conv.after if m.info.id < end)
             if c.tail_plan is None:
-                tail = plan_tail(candidates, tail_budget(self.settings.limits))
+                tail = plan_tail(recent, tail_budget(self.settings.limits))
                 c = replace(c, tail_plan=tail or "")
-            head = tuple(m for m in candidates if not c.tail_plan or m.info.id < c.tail_plan)
+            kept = c.tail_plan
+            head = conv.tail + tuple(m for m in recent if not kept or m.info.id < kept)
             previous = _summary_text(conv.summary)
             summary = tx.add_message(
                 session_id,

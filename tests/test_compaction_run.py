@@ -311,6 +311,27 @@ def test_overflow_compaction_replays_the_message_that_overflowed(
     assert ids[-1] == replay.id
 
 
+def test_second_overflow_compaction_never_brings_back_the_replaced_message(
+    store: Store, engine: CompactionEngine
+) -> None:
+    # Found by the property test: the second compaction's tail reached back into the first
+    # one's tail, and as an id range it took in the message the first one had replaced.
+    sid = new_session(store)
+    add_prompt(store, sid, "p0")
+    p1 = add_prompt(store, sid, "p1")
+    first = engine.compact_after_overflow(sid, replay_of=p1.id)
+    p2 = add_prompt(store, sid, "p2")
+    second = engine.compact_after_overflow(sid, replay_of=p2.id)
+    assert first.status == second.status == "completed"
+    with store.read() as tx:
+        replay_1 = tx.continuation_of(str(first.marker_id))
+        replay_2 = tx.continuation_of(str(second.marker_id))
+    assert replay_1 is not None and replay_2 is not None
+    ids = [m.message_id for m in build_context(store, sid).messages]
+    assert p1.id not in ids and p2.id not in ids
+    assert ids == [second.marker_id, second.summary_message_id, replay_1.id, replay_2.id]
+
+
 # --- streaming -----------------------------------------------------------------------------
 
 
