@@ -63,21 +63,8 @@ class CompactionOps(TxBase):
         """Write every field of an existing row and announce it."""
         c = replace(c, time_updated=max(self.now(), c.time_updated))
         changed = self._exec(
-            "UPDATE compaction SET status = ?, instructions = ?, tail_plan = ?, tail_set = ?,"
-            " summary_id = ?, error_code = ?, error_message = ?, attempts = ?, time_updated = ?"
-            " WHERE marker_id = ?",
-            (
-                c.status,
-                c.instructions,
-                c.tail_plan,
-                int(c.tail_set),
-                c.summary_id,
-                c.error.code if c.error else None,
-                c.error.message if c.error else None,
-                c.attempts,
-                c.time_updated,
-                c.marker_id,
-            ),
+            f"UPDATE compaction SET ({_COLS}) = ({','.join('?' * 15)}) WHERE marker_id = ?",
+            (*_values(c), c.marker_id),
         )
         if changed != 1:
             raise NotFound("compaction", c.marker_id)

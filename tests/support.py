@@ -15,8 +15,9 @@ from server.summary import (
     SummaryTooLarge,
 )
 from server.tokens import ModelLimits
-from store import Store
+from store import Store, Tx
 from store.models import (
+    Compaction,
     Message,
     MessageError,
     StepFinishPart,
@@ -64,7 +65,37 @@ class ScriptedSummarizer:
 TOO_LARGE = SummaryTooLarge("context_length_exceeded")
 PROVIDER_DOWN = SummaryFailed("HTTP 503 from provider")
 
-__all__ = ["PROVIDER_DOWN", "TOO_LARGE", "ScriptedSummarizer", "add_turn", "new_session"]
+
+class FakeClock:
+    """A store clock (milliseconds) that moves only when a test moves it."""
+
+    def __init__(self, now: int = 1_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def pending_compaction(
+    tx: Tx, session_id: str, marker_id: str, *, auto: bool = False, instructions: str | None = None
+) -> Compaction:
+    """A fresh compaction row, as ``request`` would insert it."""
+    return Compaction(
+        marker_id=marker_id,
+        session_id=session_id,
+        status="pending",
+        auto=auto,
+        overflow=False,
+        instructions=instructions,
+        replay_of=None,
+        tail_plan=None,
+        tail_set=False,
+        summary_id=None,
+        error=None,
+        attempts=0,
+        time_created=tx.now(),
+        time_updated=tx.now(),
+    )
 
 
 def new_session(store: Store, title: str = "test") -> str:

@@ -13,21 +13,14 @@ import pytest
 from store import RunnerId, Store
 from store.ids import new_id
 from store.leases import HOST, pid_alive
+from tests.support import FakeClock
 
 TIMEOUT_MS = 10_000
 
 
-class FakeClock:
-    def __init__(self, now: int = 5_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(5_000_000)
 
 
 @pytest.fixture

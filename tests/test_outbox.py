@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from store import Store, Tx
-from store.models import Compaction, Event, Json, ReasoningPart, TextPart, ToolPart, ToolState
+from store.models import Event, Json, ReasoningPart, TextPart, ToolPart, ToolState
+from tests.support import pending_compaction
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,25 +79,6 @@ def all_events(store: Store, after: int = 0) -> list[Event]:
 def last_seq(store: Store) -> int:
     with store.read() as tx:
         return tx.last_seq()
-
-
-def compaction_for(tx: Tx, session_id: str, marker_id: str) -> Compaction:
-    return Compaction(
-        marker_id=marker_id,
-        session_id=session_id,
-        status="pending",
-        auto=False,
-        overflow=False,
-        instructions=None,
-        replay_of=None,
-        tail_plan=None,
-        tail_set=False,
-        summary_id=None,
-        error=None,
-        attempts=0,
-        time_created=tx.now(),
-        time_updated=tx.now(),
-    )
 
 
 # --- one event per change -----------------------------------------------------------------------
@@ -212,7 +194,9 @@ def test_compaction_insert_and_save_write_compaction_updated(store: Store) -> No
     sid = new_session(store)
     with store.write() as tx:
         marker = tx.add_message(sid, "marker")
-    c, event = one_event(store, lambda tx: tx.insert_compaction(compaction_for(tx, sid, marker.id)))
+    c, event = one_event(
+        store, lambda tx: tx.insert_compaction(pending_compaction(tx, sid, marker.id))
+    )
     assert (event.type, event.session_id) == ("compaction.updated", sid)
     assert event.data == c.event_json()
     assert event.data["markerId"] == marker.id
@@ -268,7 +252,7 @@ def test_events_alone_rebuild_what_the_store_holds(store: Store) -> None:
         tx.put_part(dropped.id, TextPart("never mind"))
         tx.remove_message(dropped.id)
         marker = tx.add_message(sid, "marker")
-        c = tx.insert_compaction(compaction_for(tx, sid, marker.id))
+        c = tx.insert_compaction(pending_compaction(tx, sid, marker.id))
         tx.save_compaction(replace(c, status="completed", attempts=1))
         m = tx.add_message(gone, "prompt")
         tx.put_part(m.id, TextPart("in a deleted session"))

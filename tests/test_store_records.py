@@ -15,7 +15,6 @@ from store import NotFound, ReadOnlyView, RunnerId, Store, Tx
 from store import ids as ids_module
 from store.ids import time_of
 from store.models import (
-    Compaction,
     CompactionError,
     CompactionPart,
     FilePart,
@@ -28,16 +27,9 @@ from store.models import (
     ToolPart,
     ToolState,
 )
+from tests.support import FakeClock, pending_compaction
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class FakeClock:
-    def __init__(self, now: int = 1_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture
@@ -62,25 +54,6 @@ def count(store: Store, table: str, session_id: str) -> int:
         row = tx._row(f"SELECT count(*) FROM {table} WHERE session_id = ?", (session_id,))
     assert row is not None
     return int(row[0])
-
-
-def marker_compaction(tx: Tx, session_id: str, marker_id: str) -> Compaction:
-    return Compaction(
-        marker_id=marker_id,
-        session_id=session_id,
-        status="pending",
-        auto=True,
-        overflow=False,
-        instructions="keep the plan",
-        replay_of=None,
-        tail_plan=None,
-        tail_set=False,
-        summary_id=None,
-        error=None,
-        attempts=0,
-        time_created=tx.now(),
-        time_updated=tx.now(),
-    )
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -186,7 +159,9 @@ def test_delete_session_cascades_to_everything_but_events(store: Store) -> None:
     with store.write() as tx:
         marker = tx.add_message(sid, "marker")
         tx.put_part(marker.id, CompactionPart(auto=False, overflow=False))
-        tx.insert_compaction(marker_compaction(tx, sid, marker.id))
+        tx.insert_compaction(
+            pending_compaction(tx, sid, marker.id, auto=True, instructions="keep the plan")
+        )
         reply = tx.add_message(sid, "reply")
         part = tx.put_part(reply.id, TextPart("hello"))
         tx.acquire_lease(sid, RunnerId.fresh())
@@ -461,7 +436,9 @@ def test_compaction_row_round_trips(timed_store: Store, clock: FakeClock) -> Non
     sid = new_session(timed_store)
     with timed_store.write() as tx:
         marker = tx.add_message(sid, "marker")
-        inserted = tx.insert_compaction(marker_compaction(tx, sid, marker.id))
+        inserted = tx.insert_compaction(
+            pending_compaction(tx, sid, marker.id, auto=True, instructions="keep the plan")
+        )
     with timed_store.read() as tx:
         assert tx.get_compaction(marker.id) == inserted
         assert tx.active_compaction(sid) == inserted
@@ -499,7 +476,7 @@ UNKNOWN: dict[str, Callable[[Tx, str], object]] = {
     "remove_part": lambda tx, sid: tx.remove_part("prt_missing"),
     "require_compaction": lambda tx, sid: tx.require_compaction("msg_missing"),
     "save_compaction": lambda tx, sid: tx.save_compaction(
-        marker_compaction(tx, sid, "msg_missing")
+        pending_compaction(tx, sid, "msg_missing", auto=True, instructions="keep the plan")
     ),
 }
 
@@ -531,7 +508,7 @@ WRITES: dict[str, Callable[[Tx, str, str, str], object]] = {
     "replace_part": lambda tx, sid, mid, pid: tx.put_part(mid, TextPart("x"), part_id=pid),
     "remove_part": lambda tx, sid, mid, pid: tx.remove_part(pid),
     "insert_compaction": lambda tx, sid, mid, pid: tx.insert_compaction(
-        marker_compaction(tx, sid, mid)
+        pending_compaction(tx, sid, mid, auto=True, instructions="keep the plan")
     ),
     "acquire_lease": lambda tx, sid, mid, pid: tx.acquire_lease(sid, RunnerId.fresh()),
     "heartbeat": lambda tx, sid, mid, pid: tx.heartbeat(sid, RunnerId.fresh()),
