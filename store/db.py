@@ -1,9 +1,10 @@
 """Opening the database file, transactions, and delivering the outbox after commit.
 
 Each thread gets its own apsw connection. Writes go through :meth:`Store.write`, which runs in
-``BEGIN IMMEDIATE`` (apsw's ``transaction_mode``), so every read-modify-write holds the write lock
-from its first read; events written during the transaction are handed to subscribers only after
-the commit succeeded. Reads go through :meth:`Store.read`, a deferred read-only snapshot.
+``BEGIN IMMEDIATE``, so every read-modify-write holds the write lock from its first read; nested
+writes are savepoints, and every connection also has apsw's ``transaction_mode = "IMMEDIATE"``.
+Events written during the transaction are handed to subscribers only after the commit
+succeeded. Reads go through :meth:`Store.read`, a deferred read-only snapshot.
 """
 
 from __future__ import annotations
