@@ -77,10 +77,10 @@ class ModelContext:
 
 
 def counts_for_model(m: MessageWithParts) -> bool:
-    """Markers and summaries are placed by the anchor; empty assistant messages are dropped."""
+    """Markers and summaries are placed by the anchor; messages with nothing to send drop out."""
     if m.info.kind in ("marker", "summary"):
         return False
-    return not (m.info.role == "assistant" and not any(p.type != "step-finish" for p in m.parts))
+    return any(_for_model(p) is not None for p in m.parts)
 
 
 def load_conversation(tx: Tx, session_id: str, anchor: Compaction | None = None) -> Conversation:
@@ -92,8 +92,8 @@ def load_conversation(tx: Tx, session_id: str, anchor: Compaction | None = None)
         history = tx.history(session_id)
         after = tuple(m for m in history if counts_for_model(m))
         return Conversation(session_id, None, None, (), after, "")
-    tail_start = anchor.tail_plan if anchor.tail_plan else None
-    read_from = min(tail_start, anchor.marker_id) if tail_start else anchor.marker_id
+    tail_start = anchor.tail_plan or None  # always before the marker
+    read_from = tail_start or anchor.marker_id
     history = tx.history(session_id, read_from)
     summary = next((m for m in history if m.info.id == anchor.summary_id), None)
     tail_end = anchor.replay_of or anchor.marker_id

@@ -13,7 +13,7 @@ from server.summary import SummaryTooLarge
 from server.tokens import ModelLimits
 from store import Store
 from store.db import StatementProfile
-from store.models import MessageWithParts, TextPart
+from store.models import MessageWithParts, ReasoningPart, TextPart
 from tests.conftest import LIMITS
 from tests.support import ScriptedSummarizer, add_prompt, add_turn, new_session
 
@@ -170,3 +170,13 @@ def _query_plans(store: Store, statements: list[StatementProfile]) -> list[str]:
             if s.sql.startswith("SELECT"):
                 plans += tx.explain(s.sql, ("x",) * s.sql.count("?"))
     return plans
+
+
+def test_assistant_message_with_nothing_to_send_is_left_out(store: Store) -> None:
+    sid = new_session(store)
+    user = add_prompt(store, sid, "think about it")
+    with store.write() as tx:
+        thinking = tx.add_message(sid, "reply", parent_id=user.id)
+        tx.put_part(thinking.id, ReasoningPart("hmm"))
+    ids = [m.message_id for m in build_context(store, sid).messages]
+    assert ids == [user.id]
