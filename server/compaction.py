@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -171,7 +171,7 @@ class CompactionEngine:
                 merged = _merge_instructions(active.instructions, instructions)
                 if merged != active.instructions:
                     active = tx.save_compaction(replace(active, instructions=merged))
-                    self._update_marker_part(tx, active, instructions=merged)
+                    self._update_marker_part(tx, active, lambda b: replace(b, instructions=merged))
                 return _outcome(active)
             if auto:
                 refusal = self._auto_refusal(tx, session_id)
@@ -509,7 +509,8 @@ class CompactionEngine:
             if c.terminal or c.summary_id is None:
                 return
             if not c.tail_set:
-                self._update_marker_part(tx, c, tail_start_id=c.tail_plan or None)
+                tail = c.tail_plan or None
+                self._update_marker_part(tx, c, lambda b: replace(b, tail_start_id=tail))
                 tx.save_compaction(replace(c, tail_set=True))
         crashpoint("after_bookkeeping")
         with self.store.write() as tx:
@@ -553,25 +554,12 @@ class CompactionEngine:
             raise LeaseLost(f"runner {self.runner.owner} no longer holds {session_id}")
 
     def _update_marker_part(
-        self,
-        tx: Tx,
-        c: Compaction,
-        *,
-        instructions: str | None = None,
-        tail_start_id: str | None = None,
+        self, tx: Tx, c: Compaction, change: Callable[[CompactionPart], CompactionPart]
     ) -> None:
+        """Rewrite the marker's compaction part with ``change`` and announce it."""
         for part in tx.parts_of(c.marker_id):
             if isinstance(part.body, CompactionPart):
-                body = replace(
-                    part.body,
-                    instructions=instructions
-                    if instructions is not None
-                    else part.body.instructions,
-                    tail_start_id=tail_start_id
-                    if tail_start_id is not None
-                    else part.body.tail_start_id,
-                )
-                tx.put_part(c.marker_id, body, part.id)
+                tx.put_part(c.marker_id, change(part.body), part.id)
 
     @contextmanager
     def _heartbeat(self, session_id: str, lost: threading.Event) -> Iterator[None]:
