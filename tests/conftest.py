@@ -8,7 +8,7 @@ import pytest
 from server.compaction import CompactionEngine, CompactionSettings
 from server.tokens import ModelLimits
 from store import Store
-from tests.support import ScriptedSummarizer
+from tests.support import FakeClock, ScriptedSummarizer
 
 # A small model so that tests reach the window with little text: usable = 16 000 - 4 000.
 LIMITS = ModelLimits(context=16_000, output=4_000)
@@ -22,6 +22,19 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Store]:
     s = Store(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def timed_store(db_path: Path, clock: FakeClock) -> Iterator[Store]:
+    """A store whose clock moves only when the test moves ``clock.now``."""
+    s = Store(db_path, clock=clock)
     yield s
     s.close()
 

@@ -20,6 +20,10 @@ from store.models import (
     Compaction,
     Message,
     MessageError,
+    MessageKind,
+    MessageWithParts,
+    Part,
+    PartBody,
     StepFinishPart,
     TextPart,
     TokenUsage,
@@ -64,6 +68,14 @@ class ScriptedSummarizer:
 
 TOO_LARGE = SummaryTooLarge("context_length_exceeded")
 PROVIDER_DOWN = SummaryFailed("HTTP 503 from provider")
+
+
+def message_with(i: int, kind: MessageKind, *bodies: PartBody) -> MessageWithParts:
+    """An in-memory message numbered ``i`` (ids sort by ``i``) holding ``bodies``."""
+    mid = f"msg_{i:016x}"
+    info = Message(id=mid, session_id="ses_x", kind=kind, time_created=i)
+    parts = tuple(Part(f"prt_{i:08x}{j:04x}", mid, "ses_x", b) for j, b in enumerate(bodies))
+    return MessageWithParts(info, parts)
 
 
 class FakeClock:

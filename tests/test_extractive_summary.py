@@ -4,38 +4,27 @@ from __future__ import annotations
 
 from server.summary import extractive_summary
 from store.models import (
-    Message,
-    MessageKind,
-    MessageWithParts,
-    Part,
-    PartBody,
     TextPart,
     ToolPart,
     ToolState,
 )
-
-
-def _m(i: int, kind: MessageKind, *bodies: PartBody) -> MessageWithParts:
-    mid = f"msg_{i:016x}"
-    parts = tuple(Part(f"prt_{i}_{j}", mid, "s", b) for j, b in enumerate(bodies))
-    return MessageWithParts(Message(id=mid, session_id="s", kind=kind, time_created=i), parts)
-
+from tests.support import message_with
 
 HEAD = (
-    _m(1, "prompt", TextPart("Make `parse_config` accept TOML in src/config.py")),
-    _m(
+    message_with(1, "prompt", TextPart("Make `parse_config` accept TOML in src/config.py")),
+    message_with(
         2,
         "reply",
         ToolPart("c", "read_file", ToolState("completed", {"path": "src/config.py"}, "...")),
         TextPart("I read it."),
     ),
-    _m(3, "prompt", TextPart("Also update docs/usage.md")),
-    _m(
+    message_with(3, "prompt", TextPart("Also update docs/usage.md")),
+    message_with(
         4,
         "reply",
         ToolPart("d", "grep", ToolState("error", {"pattern": "toml"}, error="rg not found")),
     ),
-    _m(5, "prompt", TextPart("Then run the tests")),
+    message_with(5, "prompt", TextPart("Then run the tests")),
 )
 
 

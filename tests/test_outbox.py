@@ -7,7 +7,7 @@ import itertools
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,17 +16,9 @@ import pytest
 
 from store import Store, Tx
 from store.models import Event, Json, ReasoningPart, TextPart, ToolPart, ToolState
-from tests.support import pending_compaction
+from tests.support import FakeClock, pending_compaction
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class FakeClock:
-    def __init__(self, now: int = 7_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 class Recorder:
@@ -45,18 +37,6 @@ class Recorder:
 
 class Boom(Exception):
     pass
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def timed_store(db_path: Path, clock: FakeClock) -> Iterator[Store]:
-    s = Store(db_path, clock=clock)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,18 +30,6 @@ from store.models import (
 from tests.support import FakeClock, pending_compaction
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def timed_store(db_path: Path, clock: FakeClock) -> Iterator[Store]:
-    s = Store(db_path, clock=clock)
-    yield s
-    s.close()
 
 
 def new_session(store: Store, title: str = "s", directory: str | None = "/p") -> str:

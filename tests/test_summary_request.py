@@ -9,22 +9,12 @@ from server.summary import build_summary_request
 from server.tokens import ModelLimits
 from store.models import (
     FilePart,
-    Message,
-    MessageKind,
-    MessageWithParts,
-    Part,
     PartBody,
     TextPart,
     ToolPart,
     ToolState,
 )
-
-
-def _message(i: int, kind: MessageKind, *bodies: PartBody) -> MessageWithParts:
-    mid = f"msg_{i:016x}"
-    info = Message(id=mid, session_id="ses_x", kind=kind, time_created=i)
-    parts = tuple(Part(f"prt_{i:08x}{j:04x}", mid, "ses_x", b) for j, b in enumerate(bodies))
-    return MessageWithParts(info, parts)
+from tests.support import message_with
 
 
 def _tool(output: str) -> ToolPart:
@@ -32,7 +22,10 @@ def _tool(output: str) -> ToolPart:
 
 
 def test_tool_outputs_are_capped_at_2000_characters() -> None:
-    head = (_message(1, "prompt", TextPart("read it")), _message(2, "reply", _tool("x" * 50_000)))
+    head = (
+        message_with(1, "prompt", TextPart("read it")),
+        message_with(2, "reply", _tool("x" * 50_000)),
+    )
     req = build_summary_request(head, None, None, ModelLimits(200_000, 8_000))
     (tool_chunk,) = [c for e in req.transcript for c in e.chunks if c.kind == "tool"]
     assert len(tool_chunk.text) < 2_200
@@ -42,7 +35,10 @@ def test_tool_outputs_are_capped_at_2000_characters() -> None:
 def test_media_becomes_a_one_line_mention() -> None:
     image = FilePart("image/png", "data:image/png;base64," + "A" * 100_000, "screen.png")
     req = build_summary_request(
-        (_message(1, "prompt", TextPart("look"), image),), None, None, ModelLimits(200_000, 8_000)
+        (message_with(1, "prompt", TextPart("look"), image),),
+        None,
+        None,
+        ModelLimits(200_000, 8_000),
     )
     chunks = [c.text for e in req.transcript for c in e.chunks]
     assert chunks == ["look", "[attached image/png: screen.png]"]
@@ -50,7 +46,7 @@ def test_media_becomes_a_one_line_mention() -> None:
 
 def test_previous_summary_and_instructions_are_handed_in_to_be_merged() -> None:
     req = build_summary_request(
-        (_message(1, "prompt", TextPart("next step")),),
+        (message_with(1, "prompt", TextPart("next step")),),
         "## Objective\nold goal",
         "keep the API names",
         ModelLimits(200_000, 8_000),
@@ -61,7 +57,7 @@ def test_previous_summary_and_instructions_are_handed_in_to_be_merged() -> None:
 
 
 def test_oldest_messages_are_dropped_last_and_counted() -> None:
-    head = tuple(_message(i, "prompt", TextPart(f"m{i} " + "w" * 1_000)) for i in range(200))
+    head = tuple(message_with(i, "prompt", TextPart(f"m{i} " + "w" * 1_000)) for i in range(200))
     req = build_summary_request(head, None, None, ModelLimits(8_000, 2_000))
     assert req.omitted_messages > 0
     assert req.transcript[-1].message_id == head[-1].info.id  # the newest survive
@@ -88,7 +84,7 @@ def test_summary_request_always_fits_the_summarizer_window(
 ) -> None:
     limits = ModelLimits(context, 2_000)
     head = tuple(
-        _message(i, "prompt" if i % 2 == 0 else "reply", *b) for i, b in enumerate(messages)
+        message_with(i, "prompt" if i % 2 == 0 else "reply", *b) for i, b in enumerate(messages)
     )
     req = build_summary_request(head, previous, instructions, limits)
     assert req.estimated_tokens <= limits.usable()
