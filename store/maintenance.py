@@ -32,3 +32,14 @@ class MaintenanceOps(TxBase):
             rows=rows,
             active_compactions=int(active[0]) if active else 0,
         )
+
+    def sessions_to_recover(self) -> list[str]:
+        """Sessions a runner may have left unfinished: a lease row, an active compaction, or an
+        assistant message that never finished. Recovery decides whether that runner is dead."""
+        rows = self._rows(
+            "SELECT session_id FROM lease"
+            " UNION SELECT session_id FROM compaction WHERE status IN ('pending', 'running')"
+            " UNION SELECT session_id FROM message"
+            " WHERE finish IS NULL AND error IS NULL AND kind IN ('reply', 'summary')"
+        )
+        return [str(r[0]) for r in rows]

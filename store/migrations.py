@@ -10,6 +10,7 @@ import apsw
 # (version, script): each script takes the database from version - 1 to version.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "schema.sql"),
+    (2, "migration_2.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -148,6 +148,8 @@ def test_migrations_run_forward_once_each(db_path: Path, monkeypatch: pytest.Mon
         return scripts[name] if name in scripts else real_read(name)
 
     monkeypatch.setattr(migrations, "read_script", read)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [(1, "schema.sql")])
+    monkeypatch.setattr(migrations, "LATEST", 1)
 
     Store(db_path).close()
     assert runs == ["schema.sql"]
@@ -168,6 +170,8 @@ def test_migrations_run_forward_once_each(db_path: Path, monkeypatch: pytest.Mon
 def test_failed_migration_leaves_the_old_version(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(migrations, "MIGRATIONS", [(1, "schema.sql")])
+    monkeypatch.setattr(migrations, "LATEST", 1)
     Store(db_path).close()
     broken = "CREATE TABLE half (x); SELECT no_such_function();"
     monkeypatch.setattr(migrations, "read_script", lambda name: broken)
@@ -178,6 +182,21 @@ def test_failed_migration_leaves_the_old_version(
     conn = raw(db_path)
     assert scalar(conn, "PRAGMA user_version") == 1
     assert scalar(conn, "SELECT count(*) FROM sqlite_master WHERE name = 'half'") == 0
+
+
+def test_a_version_1_file_is_upgraded_with_the_unfinished_message_index(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", [(1, "schema.sql")])
+        m.setattr(migrations, "LATEST", 1)
+        Store(db_path).close()
+    assert scalar(raw(db_path), "PRAGMA user_version") == 1
+    Store(db_path).close()
+    conn = raw(db_path)
+    assert scalar(conn, "PRAGMA user_version") == LATEST == 2
+    names = "SELECT count(*) FROM sqlite_master WHERE name = 'message_unfinished'"
+    assert scalar(conn, names) == 1
 
 
 def _newer_database(path: Path, journal_mode: str) -> None:
