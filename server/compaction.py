@@ -129,17 +129,19 @@ class CompactionEngine:
         self.summarizer = summarizer
         self.settings = settings
         self.runner = runner or RunnerId.fresh()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
-    def session_lock(self, session_id: str) -> threading.Lock:
+    def session_lock(self, session_id: str) -> threading.RLock:
         """Held by whichever thread of this process is working on the session.
 
         The lease says which process (runner) owns a session; this lock says which of the
         runner's threads does, so two threads sharing one engine never drive the same marker.
+        It is re-entrant: the prompt loop holds it for a whole turn and drives compactions from
+        inside that turn on the same thread.
         """
         with self._locks_guard:
-            return self._locks.setdefault(session_id, threading.Lock())
+            return self._locks.setdefault(session_id, threading.RLock())
 
     # --- 1. request ---------------------------------------------------------------------------
 
@@ -426,7 +428,7 @@ class CompactionEngine:
         stream = _SummaryStream(self, session_id, summary)
         lost = threading.Event()
         try:
-            with self._heartbeat(session_id, lost):
+            with self.keep_lease(session_id, lost):
                 reply, kind = self._call_summarizer(request, stream, cancel, lost, head, previous)
         except SummaryTooLarge as e:
             self._end_attempt(
@@ -442,7 +444,7 @@ class CompactionEngine:
             self._end_attempt(summary, c, "Cancelled", CANCELLED, "compaction cancelled")
             return 1
         with self.store.write() as tx:
-            self._fence(tx, session_id)
+            self.fence(tx, session_id)
             tx.put_part(summary.id, TextPart(reply.text), stream.part_id)
             tx.update_message(
                 replace(
@@ -493,7 +495,7 @@ class CompactionEngine:
         self, summary: Message, c: Compaction, name: str, code: str, message: str
     ) -> None:
         with self.store.write() as tx:
-            self._fence(tx, c.session_id)
+            self.fence(tx, c.session_id)
             tx.update_message(
                 replace(summary, error=MessageError(name, message), time_completed=tx.now())
             )
@@ -504,7 +506,7 @@ class CompactionEngine:
     def _bookkeeping(self, session_id: str, marker_id: str) -> None:
         """Write tailStartId, then the continuation and the final status. Each step once."""
         with self.store.write() as tx:
-            self._fence(tx, session_id)
+            self.fence(tx, session_id)
             c = tx.require_compaction(marker_id)
             if c.terminal or c.summary_id is None:
                 return
@@ -514,7 +516,7 @@ class CompactionEngine:
                 tx.save_compaction(replace(c, tail_set=True))
         crashpoint("after_bookkeeping")
         with self.store.write() as tx:
-            self._fence(tx, session_id)
+            self.fence(tx, session_id)
             c = tx.require_compaction(marker_id)
             if c.terminal:
                 return
@@ -549,7 +551,7 @@ class CompactionEngine:
     def _fail(self, tx: Tx, c: Compaction, code: str, message: str) -> Compaction:
         return tx.save_compaction(replace(c, status="failed", error=CompactionError(code, message)))
 
-    def _fence(self, tx: Tx, session_id: str) -> None:
+    def fence(self, tx: Tx, session_id: str) -> None:
         if not tx.holds_lease(session_id, self.runner):
             raise LeaseLost(f"runner {self.runner.owner} no longer holds {session_id}")
 
@@ -562,7 +564,7 @@ class CompactionEngine:
                 tx.put_part(c.marker_id, change(part.body), part.id)
 
     @contextmanager
-    def _heartbeat(self, session_id: str, lost: threading.Event) -> Iterator[None]:
+    def keep_lease(self, session_id: str, lost: threading.Event) -> Iterator[None]:
         """Keep the lease fresh while the model works; set ``lost`` if it was taken over."""
         interval = (self.settings.heartbeat_interval_ms or self.store.lease_timeout_ms // 3) / 1000
         done = threading.Event()
@@ -606,7 +608,7 @@ class _SummaryStream:
 
     def flush(self) -> None:
         with self.engine.store.write() as tx:
-            self.engine._fence(tx, self.session_id)
+            self.engine.fence(tx, self.session_id)
             tx.put_part(self.summary.id, TextPart("".join(self.chunks)), self.part_id)
         self.last_flush = time.monotonic()
         self.flushes += 1
