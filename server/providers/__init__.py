@@ -1,0 +1,1 @@
+"""Chat providers: the provider-neutral interface (base) and its implementations."""
