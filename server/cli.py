@@ -1,8 +1,11 @@
 """The ``sessionlsp`` command.
 
-``sessionlsp info [--db PATH]`` opens (creating or migrating) the database and reports its
-schema version, integrity and contents. The ``serve`` and ``chat`` commands come with the
-server.
+* ``serve [--db PATH] [--config PATH]``: the JSON-RPC server on stdin/stdout (what editors run).
+* ``chat [--session ID] [MESSAGE]``: a terminal client that runs ``serve`` and talks to it.
+* ``config [--config PATH]``: the effective configuration, secrets masked.
+* ``info [--db PATH]``: the database's schema version, integrity and contents.
+
+Only ``serve`` writes protocol bytes to stdout; logs always go to stderr or the log file.
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from importlib.metadata import version
 
-from store import Store, default_db_path
+from server.chat import build_parser, run_chat
+from server.config import Config, ConfigError, default_config_path, load_config
+from server.protocol import serve_stdio
+from store import Store, StoreError, default_db_path
 
 
 def _info(db: str | None) -> int:
@@ -32,16 +39,73 @@ def _info(db: str | None) -> int:
     return 0 if stats.integrity == ["ok"] else 1
 
 
+def _setup_logging(config: Config) -> None:
+    level = getattr(logging, config.log_level.upper(), logging.WARNING)
+    handler: logging.Handler = (
+        logging.FileHandler(config.log_file, encoding="utf-8")
+        if config.log_file
+        else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # pygls logs every message body at INFO; keep it quieter unless debugging.
+    logging.getLogger("pygls").setLevel(max(level, logging.WARNING))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(config_path=args.config, db_override=args.db)
+    _setup_logging(config)
+    stdout = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but the protocol may reach the real stdout
+    code = serve_stdio(config, sys.stdin.buffer, stdout)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # the stdin reader thread may still be blocked in read()
+
+
+def _config(args: argparse.Namespace) -> int:
+    config = load_config(config_path=args.config, db_override=args.db)
+    print(json.dumps(config.public_json(), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     parser = argparse.ArgumentParser(prog="sessionlsp")
     parser.add_argument("--version", action="version", version=version("sessionlsp"))
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the JSON-RPC server on stdin/stdout")
+    serve.add_argument("--db", help=f"database file (default: {default_db_path()})")
+    serve.add_argument("--config", help=f"config file (default: {default_config_path()})")
+
+    build_parser(commands)
+
+    config = commands.add_parser("config", help="print the effective configuration")
+    config.add_argument("--db", help="database file")
+    config.add_argument("--config", help=f"config file (default: {default_config_path()})")
+
     info = commands.add_parser("info", help="open the database and report on it")
     info.add_argument("--db", help=f"database file (default: {default_db_path()})")
+
     args = parser.parse_args(argv)
-    if args.command == "info":
-        return _info(args.db)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "chat":
+            return run_chat(args, sys.stdin, sys.stdout, sys.stderr)
+        if args.command == "config":
+            return _config(args)
+        if args.command == "info":
+            return _info(args.db)
+    except ConfigError as e:
+        print(f"sessionlsp: {e}", file=sys.stderr)
+        return 2
+    except StoreError as e:
+        print(f"sessionlsp: {e}", file=sys.stderr)
+        return 1
     return 2
 
 

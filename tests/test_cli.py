@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from store import Store
+from store.migrations import LATEST
 from tests.support import add_turn, new_session
 
 
@@ -23,7 +24,7 @@ def test_info_reports_schema_integrity_and_rows_of_an_existing_database(db_path:
         check=True,
     )
     report = json.loads(done.stdout)
-    assert report["schemaVersion"] == 1 and report["integrity"] == "ok"
+    assert report["schemaVersion"] == LATEST and report["integrity"] == "ok"
     assert report["rows"]["session"] == 1 and report["rows"]["message"] == 2
     assert report["activeCompactions"] == 0
 

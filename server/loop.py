@@ -1,0 +1,594 @@
+"""The prompt loop: one runner per session, answering queued prompts in order.
+
+A turn, run while holding the session's thread lock (this process) and lease (all processes):
+
+1. repair what a dead runner left (``CompactionEngine.recover``) and store the user's prompt;
+2. each step: finish any compaction that is due, build the context, stream the provider's
+   answer into a reply message (deltas go to the listener at once; the durable part is written at
+   most every 250 ms and at the end of the step), then decide: tool calls → run them and loop;
+   finished → end; usage over the usable window → automatic compaction; the provider says the
+   request is too long → overflow compaction, then the prompt is replayed.
+
+The loop knows no JSON-RPC: it reports through :class:`LoopListener` and returns
+:class:`TurnOutcome` values through futures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+from server.compaction import CompactionEngine, CompactionOutcome
+from server.context import build_context
+from server.errors import (
+    CONTEXT_TOO_LARGE,
+    INTERNAL_ERROR,
+    PROVIDER_ERROR,
+    STORAGE_ERROR,
+)
+from server.prompting import chat_request
+from server.providers.base import (
+    ChatResult,
+    ContextOverflow,
+    Provider,
+    ProviderCancelled,
+    ProviderError,
+    RetryNotice,
+    ToolCall,
+    ToolSpec,
+)
+from server.summarizers import token_usage
+from server.tokens import ModelLimits, estimate_text
+from server.tools import TOOL_SPECS, run_tool
+from store import LeaseLost, Store, StoreError
+from store.ids import new_id
+from store.models import (
+    Message,
+    MessageError,
+    ReasoningPart,
+    StepFinishPart,
+    TextPart,
+    TokenUsage,
+    ToolPart,
+    ToolState,
+)
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["end_turn", "cancelled", "max_tokens", "error"]
+Status = Literal["idle", "busy", "compacting", "retry"]
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    session_id: str
+    status: Status
+    attempt: int | None = None
+    next_retry_at: int | None = None  # ms since the epoch
+
+
+@dataclass(frozen=True)
+class TurnError:
+    name: str  # stable: ProviderError, ContextTooLarge, Interrupted, TooManySteps, InternalError
+    message: str
+    code: int  # the JSON-RPC error code documented for this kind of failure
+    status: int | None = None  # the provider's HTTP status, when there was one
+    retryable: bool | None = None
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    stop_reason: StopReason
+    user_message_id: str | None
+    message_id: str | None  # the turn's last assistant message (its prompt when there is none)
+    error: TurnError | None = None
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    texts: tuple[str, ...]
+    model: str | None = None
+
+
+class LoopListener(Protocol):
+    def delta(
+        self, session_id: str, message_id: str, part_id: str, part_type: str, delta: str
+    ) -> None: ...
+
+    def status(self, status: SessionStatus) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    limits: ModelLimits
+    auto_compact: bool = True
+    flush_interval_ms: int = 250
+    max_steps: int = 25  # model calls per turn before the loop stops itself
+    lease_wait_s: float = 0.5  # longest sleep between looks at another runner's lease
+
+
+@dataclass
+class _Job:
+    prompt: PromptInput
+    future: Future[TurnOutcome] = field(default_factory=Future)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Queue:
+    jobs: deque[_Job] = field(default_factory=deque)
+    current: _Job | None = None
+    worker: threading.Thread | None = None
+
+
+class PromptRunner:
+    """Runs the turns of every session this process is asked to answer."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: CompactionEngine,
+        provider: Provider,
+        settings: LoopSettings,
+        listener: LoopListener,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.provider = provider
+        self.settings = settings
+        self.listener = listener
+        self._queues: dict[str, _Queue] = {}
+        self._compact_cancels: dict[str, set[threading.Event]] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+
+    # --- the public surface ----------------------------------------------------------------------
+
+    def submit(self, session_id: str, prompt: PromptInput) -> Future[TurnOutcome]:
+        """Queue a prompt; the future resolves when its turn has ended."""
+        job = _Job(prompt)
+        with self._guard:
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            q = self._queues.setdefault(session_id, _Queue())
+            q.jobs.append(job)
+            if q.worker is None:
+                q.worker = threading.Thread(
+                    target=self._work, args=(session_id, q), name=f"turns-{session_id}", daemon=True
+                )
+                q.worker.start()
+        return job.future
+
+    def cancel(self, session_id: str) -> int:
+        """Stop the running turn, the queued ones and any compaction run for the session here.
+
+        Returns how many turns and compactions were told to stop.
+        """
+        with self._guard:
+            q = self._queues.get(session_id)
+            jobs = ([q.current] if q and q.current else []) + (list(q.jobs) if q else [])
+            events = [j.cancel for j in jobs] + list(self._compact_cancels.get(session_id, ()))
+        for e in events:
+            e.set()
+        return len(events)
+
+    def busy(self, session_id: str) -> bool:
+        with self._guard:
+            q = self._queues.get(session_id)
+            return bool(q and (q.current or q.jobs))
+
+    def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
+        """A manual compaction. When a turn is running here, its runner drives the marker at
+        its next step boundary and this call waits for the result."""
+        cancel = threading.Event()
+        with self._guard:
+            self._compact_cancels.setdefault(session_id, set()).add(cancel)
+        try:
+            requested = self.engine.request(session_id, instructions=instructions)
+            if requested.marker_id is None:
+                return requested
+            self._status(session_id, "compacting")
+            done = self.engine.run(session_id, requested.marker_id, cancel=cancel)
+            return replace(done, created=requested.created)
+        finally:
+            with self._guard:
+                self._compact_cancels[session_id].discard(cancel)
+            if not self.busy(session_id):
+                self._status(session_id, "idle")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel everything and wait (bounded) for the runners to stop."""
+        with self._guard:
+            self._closed = True
+            workers = [q.worker for q in self._queues.values() if q.worker]
+            sessions = list(self._queues)
+        for s in sessions:
+            self.cancel(s)
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+
+    # --- the runner thread -----------------------------------------------------------------------
+
+    def _work(self, session_id: str, q: _Queue) -> None:
+        while True:
+            with self._guard:
+                if not q.jobs:
+                    q.worker = None
+                    q.current = None
+                    return
+                job = q.current = q.jobs.popleft()
+            try:
+                outcome = self._run_job(session_id, job)
+            except Exception as e:  # a bug: answer the prompt rather than leave it hanging
+                log.exception("turn failed in session %s", session_id)
+                outcome = TurnOutcome(
+                    "error", None, None, TurnError("InternalError", _brief(e), INTERNAL_ERROR)
+                )
+            with self._guard:
+                q.current = None
+                idle = not q.jobs
+            if idle:
+                self._status(session_id, "idle")
+            job.future.set_result(outcome)
+
+    def _run_job(self, session_id: str, job: _Job) -> TurnOutcome:
+        if job.cancel.is_set():
+            return TurnOutcome("cancelled", None, None)
+        lock = self.engine.session_lock(session_id)
+        while not lock.acquire(timeout=self.settings.lease_wait_s):
+            if job.cancel.is_set():
+                return TurnOutcome("cancelled", None, None)
+        try:
+            if not self._take_lease(session_id, job.cancel):
+                return TurnOutcome("cancelled", None, None)
+            try:
+                lost = threading.Event()
+                with self.engine.keep_lease(session_id, lost):
+                    return _Turn(self, session_id, job, lost).run()
+            finally:
+                with self.store.write() as tx:
+                    tx.release_lease(session_id, self.engine.runner)
+        finally:
+            lock.release()
+
+    def _take_lease(self, session_id: str, cancel: threading.Event) -> bool:
+        """Wait until this runner holds the session's lease; False when cancelled first."""
+        announced = False
+        while True:
+            with self.store.write() as tx:
+                tx.require_session_exists(session_id)
+                if tx.acquire_lease(session_id, self.engine.runner):
+                    return True
+            if cancel.is_set():
+                return False
+            if not announced:
+                self._status(session_id, "busy")
+                announced = True
+            self.store.wait_for_change(self.settings.lease_wait_s)
+
+    def _status(self, session_id: str, status: Status, notice: RetryNotice | None = None) -> None:
+        if notice is None:
+            self.listener.status(SessionStatus(session_id, status))
+            return
+        at = int((time.time() + notice.delay_s) * 1000)
+        self.listener.status(SessionStatus(session_id, status, notice.attempt, at))
+
+
+class _Turn:
+    """One turn of one session, run by the lease holder."""
+
+    def __init__(self, runner: PromptRunner, session_id: str, job: _Job, lost: threading.Event):
+        self.r = runner
+        self.session_id = session_id
+        self.job = job
+        self.lost = lost
+        self.cancel = _AnyOf(job.cancel, lost)
+        self.prompt_id: str | None = None
+        self.last_reply: str | None = None
+        self.directory: str | None = None
+
+    @property
+    def engine(self) -> CompactionEngine:
+        return self.r.engine
+
+    def outcome(self, reason: StopReason, error: TurnError | None = None) -> TurnOutcome:
+        return TurnOutcome(reason, self.prompt_id, self.last_reply or self.prompt_id, error)
+
+    def run(self) -> TurnOutcome:
+        try:
+            return self._run()
+        except (LeaseLost, StoreError) as e:
+            log.warning("turn in %s stopped: %s", self.session_id, e)
+            return self.outcome("error", TurnError("StorageError", _brief(e), STORAGE_ERROR))
+
+    def _run(self) -> TurnOutcome:
+        self.engine.recover(self.session_id)
+        self._drive_active()  # a pending compaction goes before the new prompt
+        if self.job.cancel.is_set():
+            return self.outcome("cancelled")
+        with self.r.store.write() as tx:
+            self.directory = tx.require_session(self.session_id).directory
+            prompt = tx.add_message(self.session_id, "prompt", model=self.job.prompt.model)
+            for text in self.job.prompt.texts:
+                tx.put_part(prompt.id, TextPart(text))
+        self.prompt_id = prompt.id
+        self.r._status(self.session_id, "busy")
+        overflowed = False
+        for _ in range(self.r.settings.max_steps):
+            refused = self._compact_if_due()
+            if refused is not None:
+                return self.outcome("error", refused)
+            if self.cancel.is_set():
+                return self.outcome("cancelled")
+            try:
+                step = self._step()
+            except ContextOverflow as e:
+                if overflowed or not self.r.settings.auto_compact:
+                    return self.outcome("error", _too_large(e.message))
+                overflowed = True
+                self.r._status(self.session_id, "compacting")
+                done = self.engine.compact_after_overflow(
+                    self.session_id, prompt.id, cancel=self.job.cancel
+                )
+                self.r._status(self.session_id, "busy")
+                if done.status != "completed":
+                    if self.job.cancel.is_set():
+                        return self.outcome("cancelled")
+                    reason = done.error.message if done.error else "compaction failed"
+                    return self.outcome("error", _too_large(reason))
+                continue
+            if step is None:
+                return self.outcome("cancelled")
+            if isinstance(step, TurnError):
+                return self.outcome("error", step)
+            if step.finish == "tool_calls" and step.tool_calls:
+                self._run_tools(step)
+                self._after_step(step)
+                continue
+            self._after_step(step)
+            return self.outcome("max_tokens" if step.finish == "length" else "end_turn")
+        return self.outcome(
+            "error",
+            TurnError(
+                "TooManySteps",
+                f"stopped after {self.r.settings.max_steps} model calls in one turn",
+                INTERNAL_ERROR,
+            ),
+        )
+
+    # --- compaction inside a turn -------------------------------------------------------------
+
+    def _compact_if_due(self) -> TurnError | None:
+        """Drive a compaction someone requested, or compact when the context is over the
+        usable window. Returns an error when the conversation cannot be made to fit."""
+        self._drive_active()
+        usable = self.r.settings.limits.usable()
+        if not self.r.settings.auto_compact or usable <= 0:
+            return None
+        ctx = build_context(self.r.store, self.session_id)
+        if ctx.tokens < usable:
+            return None
+        self.r._status(self.session_id, "compacting")
+        done = self.engine.compact(self.session_id, auto=True, cancel=self.job.cancel)
+        self.r._status(self.session_id, "busy")
+        if done.status == "completed" or self.job.cancel.is_set():
+            return None
+        return _too_large(done.error.message if done.error else "compaction failed")
+
+    def _drive_active(self) -> None:
+        """Finish a compaction that was requested (here or elsewhere) or left by a crash."""
+        with self.r.store.read() as tx:
+            active = tx.active_compaction(self.session_id)
+        if active is None:
+            return
+        self.r._status(self.session_id, "compacting")
+        self.engine.run(self.session_id, active.marker_id, cancel=self.job.cancel)
+        self.r._status(self.session_id, "busy")
+
+    def _after_step(self, step: _Step) -> None:
+        if step.usage is None:
+            return
+        self.r._status(self.session_id, "compacting")
+        try:
+            self.engine.compact_if_needed(self.session_id, step.usage, cancel=self.job.cancel)
+        finally:
+            self.r._status(self.session_id, "busy")
+
+    # --- one model call -------------------------------------------------------------------------
+
+    def _step(self) -> _Step | TurnError | None:
+        """Stream one answer into a new reply message. None when cancelled."""
+        ctx = build_context(self.r.store, self.session_id)
+        tools: tuple[ToolSpec, ...] = TOOL_SPECS if self.directory else ()
+        limits = self.r.settings.limits
+        request = chat_request(
+            ctx,
+            directory=self.directory,
+            tools=tools,
+            max_tokens=limits.max_output(),
+            model=self.job.prompt.model,
+        )
+        model = self.job.prompt.model or self.r.provider.info.model
+        with self.r.store.write() as tx:
+            reply = tx.add_message(
+                self.session_id,
+                "reply",
+                parent_id=self.prompt_id,
+                runner=self.engine.runner.owner,
+                model=model,
+            )
+        self.last_reply = reply.id
+        sink = _StepSink(self, reply)
+        try:
+            result = self.r.provider.chat(request, sink, self.cancel)
+        except ProviderCancelled:
+            sink.flush()
+            self._close(reply, MessageError("Cancelled", "cancelled before the answer ended"))
+            return None
+        except ContextOverflow as e:
+            sink.flush()
+            self._close(reply, MessageError("ContextOverflow", e.message))
+            raise
+        except ProviderError as e:
+            sink.flush()
+            self._close(reply, MessageError("ProviderError", e.message))
+            return TurnError("ProviderError", e.message, PROVIDER_ERROR, e.status, e.retryable)
+        if self.lost.is_set():
+            return TurnError("LeaseLost", "another process took over this session", STORAGE_ERROR)
+        return self._finish(reply, sink, result, ctx.tokens)
+
+    def _finish(self, reply: Message, sink: _StepSink, result: ChatResult, sent: int) -> _Step:
+        usage = token_usage(result.usage) or TokenUsage(
+            input=sent, output=estimate_text(result.text)
+        )
+        calls = result.tool_calls if result.finish == "tool_calls" else ()
+        tool_parts: list[tuple[str, ToolCall]] = []
+        with self.r.store.write() as tx:
+            self.engine.fence(tx, self.session_id)
+            if result.reasoning or sink.reasoning_chunks:
+                text = result.reasoning or "".join(sink.reasoning_chunks)
+                tx.put_part(reply.id, ReasoningPart(text), sink.reasoning_id)
+            if result.text or sink.text_chunks:
+                tx.put_part(
+                    reply.id, TextPart(result.text or "".join(sink.text_chunks)), sink.text_id
+                )
+            for call in calls:
+                part = tx.put_part(
+                    reply.id, ToolPart(call.id, call.name, ToolState("pending", _input(call)))
+                )
+                tool_parts.append((part.id, call))
+            tx.put_part(reply.id, StepFinishPart(usage, 0.0, result.finish))
+            tx.update_message(
+                replace(
+                    reply,
+                    finish=result.finish,
+                    tokens=usage,
+                    model=result.model or reply.model,
+                    time_completed=tx.now(),
+                )
+            )
+        return _Step(reply.id, result.finish, usage, tuple(tool_parts))
+
+    def _close(self, reply: Message, error: MessageError) -> None:
+        with self.r.store.write() as tx:
+            self.engine.fence(tx, self.session_id)
+            tx.update_message(replace(reply, error=error, time_completed=tx.now()))
+
+    def _run_tools(self, step: _Step) -> None:
+        root = Path(self.directory) if self.directory else None
+        for part_id, call in step.tool_calls:
+            started = int(time.time() * 1000)
+            state = ToolState("running", _input(call), time_start=started)
+            with self.r.store.write() as tx:
+                self.engine.fence(tx, self.session_id)
+                tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
+            if root is None:
+                state = replace(state, status="error", error="no project directory")
+            else:
+                out = run_tool(call.name, call.arguments, root)
+                status: Literal["completed", "error"] = "error" if out.error else "completed"
+                state = replace(
+                    state,
+                    status=status,
+                    output=out.output or None,
+                    error=out.error,
+                    title=out.title,
+                )
+            with self.r.store.write() as tx:
+                self.engine.fence(tx, self.session_id)
+                state = replace(state, time_end=tx.now())
+                tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
+
+
+@dataclass(frozen=True)
+class _Step:
+    reply_id: str
+    finish: str
+    usage: TokenUsage | None
+    tool_calls: tuple[tuple[str, ToolCall], ...]
+
+
+class _StepSink:
+    """Streams deltas to the listener at once and makes them durable at most every interval."""
+
+    def __init__(self, turn: _Turn, reply: Message) -> None:
+        self.turn = turn
+        self.reply = reply
+        self.text_id = new_id("prt")
+        self.reasoning_id = new_id("prt")
+        self.text_chunks: list[str] = []
+        self.reasoning_chunks: list[str] = []
+        self.last_flush = time.monotonic()
+        self.dirty = False
+        self.retrying = False
+
+    def _emit(self, part_id: str, part_type: str, delta: str) -> None:
+        if self.retrying:
+            self.retrying = False
+            self.turn.r._status(self.turn.session_id, "busy")
+        self.turn.r.listener.delta(self.turn.session_id, self.reply.id, part_id, part_type, delta)
+        self.dirty = True
+        interval = self.turn.r.settings.flush_interval_ms / 1000
+        if time.monotonic() - self.last_flush >= interval:
+            self.flush()
+
+    def text(self, delta: str) -> None:
+        if delta:
+            self.text_chunks.append(delta)
+            self._emit(self.text_id, "text", delta)
+
+    def reasoning(self, delta: str) -> None:
+        if delta:
+            self.reasoning_chunks.append(delta)
+            self._emit(self.reasoning_id, "reasoning", delta)
+
+    def retry(self, notice: RetryNotice) -> None:
+        self.retrying = True
+        self.turn.r._status(self.turn.session_id, "retry", notice)
+
+    def flush(self) -> None:
+        """Write what has streamed so far (fenced by the lease)."""
+        if not self.dirty:
+            return
+        with self.turn.r.store.write() as tx:
+            self.turn.engine.fence(tx, self.turn.session_id)
+            if self.reasoning_chunks:
+                body = ReasoningPart("".join(self.reasoning_chunks))
+                tx.put_part(self.reply.id, body, self.reasoning_id)
+            if self.text_chunks:
+                tx.put_part(self.reply.id, TextPart("".join(self.text_chunks)), self.text_id)
+        self.dirty = False
+        self.last_flush = time.monotonic()
+
+
+class _AnyOf:
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+def _input(call: ToolCall) -> dict[str, object]:
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except json.JSONDecodeError:
+        return {"_raw": call.arguments[:2000]}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def _too_large(reason: str) -> TurnError:
+    return TurnError("ContextTooLarge", reason, CONTEXT_TOO_LARGE)
+
+
+def _brief(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__

@@ -1,0 +1,461 @@
+"""The JSON-RPC front end: pygls, LSP framing on stdio, and thin handlers.
+
+Each handler validates its params (server/params.py), calls one ``Sidecar`` method off the event
+loop, and shapes the answer (server/wire.py). Notifications from worker threads are handed to the
+event loop with ``call_soon_threadsafe``, so every byte on stdout is written by one thread and
+notifications keep the order in which they were produced.
+
+pygls traps handled here: its default converter turns custom params into namedtuples (and renames
+keys such as ``_meta``), and a request without ``params`` fails to deserialize and gets no
+answer. ``plain_converter`` keeps params as the plain JSON values they were. pygls' reader drops
+unparsable frames silently; ``serve_stdio`` reads frames itself so that a malformed or oversized
+message gets a JSON-RPC error and the server carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from typing import Any, BinaryIO, TypeVar
+
+import apsw
+import cattrs
+from lsprotocol import converters, types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from server import params as P
+from server import wire
+from server.config import Config, ConfigError
+from server.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    SERVER_NOT_INITIALIZED,
+    STORAGE_ERROR,
+    UNKNOWN_SESSION,
+    RpcFailure,
+)
+from server.loop import SessionStatus
+from server.service import Sidecar
+from store import NotFound, StoreError
+from store.models import Event
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_HEADER_BYTES = 8 * 1024
+T = TypeVar("T")
+
+
+def plain_converter() -> cattrs.Converter:
+    """lsprotocol's converter, except that custom requests keep params as plain JSON."""
+    converter = converters.get_converter()
+
+    def keep_params(obj: dict[str, Any], cls: type[Any]) -> Any:
+        return cls(**{"params": None, **obj})
+
+    converter.register_structure_hook(JsonRPCRequestMessage, keep_params)
+    converter.register_structure_hook(JsonRPCNotification, keep_params)
+    return converter
+
+
+class SessionProtocol(LanguageServerProtocol):
+    """Adds sessionlsp's capabilities to the ``initialize`` answer."""
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Any:
+        result = yield from super().lsp_initialize(params)
+        server = self._server
+        assert isinstance(server, SessionServer)
+        result.capabilities.experimental = {"sessionlsp": server.capabilities_json()}
+        return result
+
+
+class SessionServer(LanguageServer):
+    def __init__(self, base_config: Config) -> None:
+        super().__init__(
+            "sessionlsp",
+            version("sessionlsp"),
+            protocol_cls=SessionProtocol,
+            converter_factory=plain_converter,
+        )
+        self.base_config = base_config
+        self.sidecar: Sidecar | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
+        self._progress: dict[str, str] = {}  # marker id -> "creating" | "begun" | "ended"
+        _register(self)
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def capabilities_json(self) -> dict[str, Any]:
+        s = self.sidecar
+        if s is None:
+            return {"protocolVersion": wire.PROTOCOL_VERSION}
+        info = s.setup.limits
+        model = s.config.model or (s.setup.provider.info.model if s.setup.provider else "")
+        return wire.capabilities(
+            s.config.provider, model, (info.context, info.output), s.config.auto_compact
+        )
+
+    def require(self) -> Sidecar:
+        if self.sidecar is None:
+            raise RpcFailure(SERVER_NOT_INITIALIZED, "server not initialized: send initialize")
+        return self.sidecar
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run a blocking Sidecar call on a worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, fn)
+
+    def send(self, method: str, params: Any) -> None:
+        """Send a notification from any thread, in the order the calls were made."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
+            self.loop.call_soon_threadsafe(self.protocol.notify, method, params)
+
+    # --- SidecarListener ----------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        self.send("session/sync", event.to_json())
+        if event.type == "compaction.updated" and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._compaction_progress, event)
+
+    def delta(
+        self, session_id: str, message_id: str, part_id: str, part_type: str, delta: str
+    ) -> None:
+        self.send("session/delta", wire.delta(session_id, message_id, part_id, part_type, delta))
+
+    def status(self, status: SessionStatus) -> None:
+        self.send("session/status", wire.status(status))
+
+    def _compaction_progress(self, event: Event) -> None:
+        """LSP work-done progress for each compaction, when the client supports it."""
+        caps = self.client_capabilities
+        if not (caps and caps.window and caps.window.work_done_progress):
+            return
+        marker = str(event.data.get("markerId"))
+        status = event.data.get("status")
+        token = f"sessionlsp/compact/{marker}"
+        state = self._progress.get(marker)
+        if status in ("pending", "running") and state is None:
+            self._progress[marker] = "creating"
+
+            def created(*_: Any) -> None:
+                title = "Compacting session"
+                self.work_done_progress.begin(
+                    token, types.WorkDoneProgressBegin(title=title, message="summarizing")
+                )
+                if self._progress.get(marker) == "end-requested":
+                    self.work_done_progress.end(token, types.WorkDoneProgressEnd("done"))
+                    self._progress[marker] = "ended"
+                else:
+                    self._progress[marker] = "begun"
+
+            self.work_done_progress.create(token, created)
+        elif status in ("completed", "failed") and state is not None:
+            if state == "begun":
+                message = "completed" if status == "completed" else "failed"
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+                self._progress[marker] = "ended"
+            elif state == "creating":
+                self._progress[marker] = "end-requested"
+
+
+Handler = Callable[[SessionServer, dict[str, Any]], Awaitable[Any]]
+
+
+def _failure(e: BaseException) -> JsonRpcException:
+    """The JSON-RPC error for an exception; secrets never appear in these messages."""
+    if isinstance(e, JsonRpcException):
+        return e
+    if isinstance(e, RpcFailure):
+        return JsonRpcException(e.message, e.code, e.data)
+    if isinstance(e, NotFound):
+        code = UNKNOWN_SESSION if e.what == "session" else INVALID_PARAMS
+        return JsonRpcException(str(e), code, {"field": e.what + "Id"})
+    if isinstance(e, StoreError | apsw.Error):
+        log.warning("storage error: %s", e)
+        return JsonRpcException(f"storage error: {_brief(e)}", STORAGE_ERROR)
+    log.exception("internal error", exc_info=e)
+    return JsonRpcException(f"internal error: {type(e).__name__}", INTERNAL_ERROR)
+
+
+def _brief(e: BaseException) -> str:
+    return (str(e) or type(e).__name__)[:300]
+
+
+def _handler(fn: Handler) -> Callable[[SessionServer, Any], Awaitable[Any]]:
+    # pygls passes the server to handlers whose first parameter is named ``ls``.
+    async def run(ls: SessionServer, params: Any) -> Any:
+        try:
+            return await fn(ls, P.as_object(params))
+        except Exception as e:
+            raise _failure(e) from None
+
+    run.__name__ = fn.__name__
+    return run
+
+
+# --- the handlers -------------------------------------------------------------------------------
+
+
+async def session_new(server: SessionServer, p: dict[str, Any]) -> Any:
+    title = P.optional_str(p, "title", 500) or ""
+    directory = P.optional_str(p, "directory", 4096)
+    s = server.require()
+    session = await server.call(lambda: s.new_session(title, directory))
+    await server.call(s.sync_now)
+    return wire.session_created(session)
+
+
+async def session_list(server: SessionServer, p: dict[str, Any]) -> Any:
+    directory = P.optional_str(p, "directory", 4096)
+    limit = P.optional_int(p, "limit", 100, 1, 10_000)
+    s = server.require()
+    sessions = await server.call(lambda: s.list_sessions(directory, limit))
+    return {"sessions": [x.to_json() for x in sessions]}
+
+
+async def session_load(server: SessionServer, p: dict[str, Any]) -> Any:
+    session_id = P.required_str(p, "sessionId")
+    s = server.require()
+    return wire.loaded(await server.call(lambda: s.load(session_id)))
+
+
+async def session_context(server: SessionServer, p: dict[str, Any]) -> Any:
+    session_id = P.required_str(p, "sessionId")
+    s = server.require()
+    return wire.context(await server.call(lambda: s.context(session_id)))
+
+
+async def session_prompt(server: SessionServer, p: dict[str, Any]) -> Any:
+    session_id = P.required_str(p, "sessionId")
+    texts = P.prompt_texts(p)
+    model = P.optional_str(p, "model", 200)
+    s = server.require()
+    # Submitted on the event loop thread, so prompts queue in the order they arrived.
+    future = s.prompt(session_id, texts, model)
+    outcome = await asyncio.wrap_future(future)
+    await server.call(s.sync_now)
+    return wire.turn(outcome)
+
+
+async def session_cancel(server: SessionServer, p: dict[str, Any]) -> Any:
+    session_id = P.required_str(p, "sessionId")
+    s = server.require()
+    stopped = await server.call(lambda: s.cancel(session_id))
+    return {"cancelled": stopped}
+
+
+async def session_compact(server: SessionServer, p: dict[str, Any]) -> Any:
+    session_id = P.required_str(p, "sessionId")
+    instructions = P.optional_str(p, "instructions", 20_000)
+    s = server.require()
+    outcome = await server.call(lambda: s.compact(session_id, instructions))
+    await server.call(s.sync_now)
+    return wire.compaction(outcome)
+
+
+async def session_events(server: SessionServer, p: dict[str, Any]) -> Any:
+    after = P.optional_int(p, "after", 0)
+    if "after" not in p:
+        raise RpcFailure(INVALID_PARAMS, "invalid params: after is required", {"field": "after"})
+    session_id = P.optional_str(p, "sessionId", 200)
+    limit = P.optional_int(p, "limit", 1000, 1, 10_000)
+    s = server.require()
+    found, seq = await server.call(lambda: s.events(after, session_id, limit))
+    return wire.events(found, seq)
+
+
+async def session_delete(server: SessionServer, p: dict[str, Any]) -> Any:
+    session_id = P.required_str(p, "sessionId")
+    s = server.require()
+    await server.call(lambda: s.delete(session_id))
+    return {}
+
+
+REQUESTS: dict[str, Handler] = {
+    "session/new": session_new,
+    "session/list": session_list,
+    "session/load": session_load,
+    "session/context": session_context,
+    "session/prompt": session_prompt,
+    "session/cancel": session_cancel,
+    "session/compact": session_compact,
+    "session/events": session_events,
+    "session/delete": session_delete,
+}
+
+
+def _register(server: SessionServer) -> None:
+    for method, fn in REQUESTS.items():
+        server.feature(method)(_handler(fn))
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: SessionServer, params: types.InitializeParams) -> None:
+        options = params.initialization_options
+        if options is not None and not isinstance(options, dict):
+            raise JsonRpcInvalidParams("initializationOptions must be an object")
+        try:
+            config = ls.base_config.with_init_options(options or {})
+        except ConfigError as e:
+            raise JsonRpcException(str(e), INVALID_PARAMS) from None
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        if ls.sidecar is not None:
+            return
+        ls.sidecar = Sidecar(config, ls)
+        ls.sidecar.start()
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: SessionServer, *_: Any) -> None:
+        if ls.sidecar is not None and ls.sidecar.runner is not None:
+            ls.sidecar.runner.close(timeout=2.0)
+
+
+# --- stdio ----------------------------------------------------------------------------------------
+
+
+class _Frames:
+    """Reads LSP base-protocol frames from a binary stream on a reader thread."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def read(self) -> tuple[int | None, bytes | None] | None:
+        """(content length, body) of the next frame; body None when the frame was too large;
+        length None when the headers were unusable. None at end of input."""
+        length: int | None = None
+        bad = False
+        headers = 0
+        while True:
+            line = self.stream.readline(MAX_HEADER_BYTES + 1)
+            if not line:
+                return None
+            if line in (b"\r\n", b"\n"):
+                if headers == 0:
+                    continue  # stray blank lines between frames
+                break
+            headers += 1
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                try:
+                    length = int(value.strip())
+                    bad = length < 0
+                except ValueError:
+                    bad = True
+        if length is None or bad:
+            return (None, None)
+        if length > MAX_FRAME_BYTES:
+            left = length
+            while left > 0:
+                chunk = self.stream.read(min(left, 1 << 20))
+                if not chunk:
+                    return None
+                left -= len(chunk)
+            return (length, None)
+        body = self.stream.read(length)
+        if len(body) < length:
+            return None
+        return (length, body)
+
+
+def _error_frame(server: SessionServer, msg_id: Any, code: int, message: str) -> None:
+    server.protocol._send_data(  # the one writer; called on the event loop thread
+        {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
+    )
+
+
+def _handle_frame(server: SessionServer, length: int | None, body: bytes | None) -> None:
+    if length is None:
+        _error_frame(server, None, INVALID_REQUEST, "invalid frame: missing Content-Length")
+        return
+    if body is None:
+        _error_frame(
+            server,
+            None,
+            INVALID_REQUEST,
+            f"message of {length} bytes is over the {MAX_FRAME_BYTES} byte limit",
+        )
+        return
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        _error_frame(server, None, PARSE_ERROR, f"parse error: {type(e).__name__}")
+        return
+    if not isinstance(data, dict):
+        _error_frame(server, None, INVALID_REQUEST, "invalid request: expected a JSON object")
+        return
+    msg_id = data.get("id")
+    if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
+        msg_id = None
+    if data.get("jsonrpc") != "2.0" or ("method" in data and not isinstance(data["method"], str)):
+        _error_frame(server, msg_id, INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
+        return
+    is_request = "method" in data and "id" in data
+    try:
+        message = server.protocol.structure_message(data)
+    except Exception as e:
+        log.warning("could not read %s: %s", data.get("method"), type(e).__name__)
+        if is_request:
+            _error_frame(server, msg_id, INVALID_PARAMS, f"invalid params for {data['method']}")
+        return
+    try:
+        server.protocol.handle_message(message)
+    except Exception:
+        log.exception("could not handle %s", data.get("method"))
+        if is_request:
+            _error_frame(server, msg_id, INTERNAL_ERROR, "internal error")
+
+
+async def _serve(server: SessionServer, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    loop = asyncio.get_running_loop()
+    server.loop = loop
+    server.protocol.set_writer(StdoutWriter(stdout))
+    frames = _Frames(stdin)
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stdin")
+    try:
+        while True:
+            frame = await loop.run_in_executor(reader, frames.read)
+            if frame is None:
+                break
+            _handle_frame(server, *frame)
+    finally:
+        reader.shutdown(wait=False)
+
+
+def serve_stdio(
+    config: Config, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None
+) -> int:
+    """Serve one client on stdin/stdout until it sends ``exit`` or closes the pipe."""
+    server = SessionServer(config)
+    out = stdout or sys.stdout.buffer
+    try:
+        asyncio.run(_serve(server, stdin or sys.stdin.buffer, out))
+    except BrokenPipeError:
+        log.warning("the client closed the connection")
+    except SystemExit as e:  # ``exit`` notification
+        code = e.code if isinstance(e.code, int) else 0
+        _close(server)
+        return code
+    _close(server)
+    return 0
+
+
+def _close(server: SessionServer) -> None:
+    if server.sidecar is not None:
+        server.sidecar.close()
+    server.executor.shutdown(wait=False, cancel_futures=True)

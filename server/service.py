@@ -1,0 +1,211 @@
+"""What a client can ask of sessionlsp, as plain methods: no JSON-RPC here.
+
+``Sidecar`` owns the store, the provider, the compaction engine, the prompt runner and the sync
+pump of one server process. The protocol handlers (server/protocol.py) validate params and call
+these methods; an Agent Client Protocol front end can call the same ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.compaction import CompactionEngine, CompactionOutcome, CompactionSettings
+from server.config import Config
+from server.context import ModelContext, build_context
+from server.errors import PROVIDER_NOT_CONFIGURED, UNKNOWN_SESSION, RpcFailure
+from server.loop import LoopListener, LoopSettings, PromptInput, PromptRunner, TurnOutcome
+from server.providers.base import Provider, ProviderNotConfigured
+from server.providers.offline import OfflineProvider
+from server.providers.openai import OpenAIProvider, OpenAISettings
+from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_limits
+from server.summary import Summarizer
+from server.sync import SyncPump
+from server.tokens import ModelLimits
+from store import NotFound, Store
+from store.models import Event, MessageWithParts, Session
+
+log = logging.getLogger(__name__)
+
+
+class SidecarListener(LoopListener, Protocol):
+    def event(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class Loaded:
+    session: Session
+    messages: list[MessageWithParts]
+    seq: int  # the outbox cursor this history is current to
+
+
+@dataclass(frozen=True)
+class ContextView:
+    context: ModelContext
+    limits: ModelLimits
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    provider: Provider | None  # None when the configured provider cannot be used
+    summarizer: Summarizer
+    limits: ModelLimits
+    problem: str | None = None  # why ``provider`` is None
+
+
+def make_provider(config: Config) -> ProviderSetup:
+    if config.provider == "offline":
+        offline = OfflineProvider(
+            model=config.model or "offline",
+            context_limit=config.context_limit,
+            output_limit=config.output_limit,
+        )
+        limits = provider_limits(offline)
+        return ProviderSetup(offline, OfflineSummarizer(limits), limits)
+    limits = ModelLimits(config.context_limit, config.output_limit)
+    try:
+        provider = OpenAIProvider(
+            OpenAISettings(
+                base_url=config.base_url or "",
+                api_key=config.api_key,
+                model=config.model,
+                context_limit=config.context_limit,
+                output_limit=config.output_limit,
+            )
+        )
+    except ProviderNotConfigured as e:
+        return ProviderSetup(None, OfflineSummarizer(limits), limits, e.message)
+    return ProviderSetup(provider, ProviderSummarizer(provider), limits)
+
+
+class Sidecar:
+    def __init__(self, config: Config, listener: SidecarListener) -> None:
+        self.config = config
+        self.store = Store(config.db)
+        setup = make_provider(config)
+        self.setup = setup
+        self.engine = CompactionEngine(
+            self.store,
+            setup.summarizer,
+            CompactionSettings(limits=setup.limits, auto_compact=config.auto_compact),
+        )
+        self.runner: PromptRunner | None = None
+        if setup.provider is not None:
+            self.runner = PromptRunner(
+                self.store,
+                self.engine,
+                setup.provider,
+                LoopSettings(limits=setup.limits, auto_compact=config.auto_compact),
+                listener,
+            )
+        self.listener = listener
+        self.pump = SyncPump(self.store, listener.event)
+        self._recovery: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.pump.start()
+        self._recovery = threading.Thread(target=self.recover_all, name="recovery", daemon=True)
+        self._recovery.start()
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        self.pump.stop()
+        self.store.close()
+
+    def recover_all(self) -> int:
+        """Repair the sessions dead runners left behind (live runners' sessions are skipped)."""
+        with self.store.read() as tx:
+            sessions = tx.sessions_to_recover()
+        repaired = 0
+        for s in sessions:
+            try:
+                if self.engine.recover(s) is not None:
+                    repaired += 1
+            except Exception:
+                log.exception("recovery of %s failed", s)
+        return repaired
+
+    # --- sessions ---------------------------------------------------------------------------------
+
+    def new_session(self, title: str, directory: str | None) -> Session:
+        with self.store.read() as tx:
+            before = tx.last_seq()
+        with self.store.write() as tx:
+            session = tx.create_session(title, directory)
+        self.pump.follow(session.id, after=before)
+        return session
+
+    def list_sessions(self, directory: str | None, limit: int) -> list[Session]:
+        with self.store.read() as tx:
+            return tx.list_sessions(directory, limit)
+
+    def load(self, session_id: str) -> Loaded:
+        self._require(session_id)
+        self.engine.recover(session_id)
+        with self.store.read() as tx:
+            session = tx.require_session(session_id)
+            messages = tx.history(session_id)
+            seq = tx.last_seq()
+        self.pump.follow(session_id, after=seq)
+        return Loaded(session, messages, seq)
+
+    def context(self, session_id: str) -> ContextView:
+        self._require(session_id)
+        return ContextView(build_context(self.store, session_id), self.setup.limits)
+
+    def delete(self, session_id: str) -> None:
+        self._require(session_id)
+        self.pump.follow(session_id)
+        if self.runner is not None:
+            self.runner.cancel(session_id)
+        with self.store.write() as tx:
+            tx.delete_session(session_id)
+        self.pump.unfollow(session_id)
+
+    def events(self, after: int, session_id: str | None, limit: int) -> tuple[list[Event], int]:
+        with self.store.read() as tx:
+            events = tx.events_after(after, session_id, limit)
+            last = tx.last_seq()
+        seq = events[-1].seq if len(events) == limit else last
+        return events, seq
+
+    # --- turns and compaction ---------------------------------------------------------------
+
+    def prompt(
+        self, session_id: str, texts: tuple[str, ...], model: str | None
+    ) -> Future[TurnOutcome]:
+        if self.runner is None:
+            raise RpcFailure(
+                PROVIDER_NOT_CONFIGURED,
+                f"provider not configured: {self.setup.problem} (see `sessionlsp config`)",
+            )
+        self._require(session_id)
+        self.pump.follow(session_id)
+        return self.runner.submit(session_id, PromptInput(texts, model))
+
+    def cancel(self, session_id: str) -> int:
+        self._require(session_id)
+        return self.runner.cancel(session_id) if self.runner is not None else 0
+
+    def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
+        self._require(session_id)
+        self.pump.follow(session_id)
+        if self.runner is not None:
+            return self.runner.compact(session_id, instructions)
+        return self.engine.compact(session_id, instructions=instructions)
+
+    def sync_now(self) -> None:
+        """Send every event committed so far before the caller answers its request."""
+        self.pump.catch_up()
+
+    def _require(self, session_id: str) -> None:
+        with self.store.read() as tx:
+            if tx.get_session(session_id) is None:
+                raise RpcFailure(UNKNOWN_SESSION, f"unknown session: {session_id}")
+
+
+__all__ = ["ContextView", "Loaded", "NotFound", "Sidecar", "SidecarListener", "make_provider"]

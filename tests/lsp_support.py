@@ -1,0 +1,159 @@
+"""Driving real ``sessionlsp serve`` processes from tests through pytest-lsp.
+
+Notifications are collected by client features registered before the server starts, so nothing
+sent early is lost (``wait_for_notification`` only sees notifications that arrive after it is
+called). ``wait_until`` waits on a condition that every notification signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.protocol import JsonRPCResponseMessage
+from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp.client import register_lsp_features
+
+from server.protocol import plain_converter
+
+WAIT_S = 20.0  # the longest a test waits for something that should happen at once
+
+
+def _client_converter() -> Any:
+    converter = plain_converter()
+    converter.register_structure_hook(
+        JsonRPCResponseMessage, lambda obj, cls: cls(**{"result": None, **obj})
+    )
+    return converter
+
+
+@dataclass
+class Collected:
+    """Every notification the client received, in arrival order."""
+
+    items: list[tuple[str, Any]] = field(default_factory=list)
+    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def of(self, method: str) -> list[Any]:
+        return [p for m, p in self.items if m == method]
+
+    def syncs(self, session_id: str | None = None, type_: str | None = None) -> list[Any]:
+        return [
+            p
+            for p in self.of("session/sync")
+            if (session_id is None or p["sessionId"] == session_id)
+            and (type_ is None or p["type"] == type_)
+        ]
+
+
+class Session:
+    """A started server and the client connected to it."""
+
+    def __init__(self, client: LanguageClient, collected: Collected, initialized: Any) -> None:
+        self.client = client
+        self.collected = collected
+        self.initialized = initialized  # the InitializeResult
+        self._any: Any = client  # pygls' client methods are untyped
+
+    async def request(self, method: str, params: Any = None) -> Any:
+        return await self._any.protocol.send_request_async(method, params)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        self.client.protocol.notify(method, params)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
+        async with self.collected.cond:
+            await asyncio.wait_for(self.collected.cond.wait_for(predicate), timeout)
+
+    @property
+    def pid(self) -> int:
+        server = self.client._server
+        assert server is not None
+        return server.pid
+
+    async def close(self) -> None:
+        if self.client.stopped:
+            return
+        await self.client.shutdown_session()
+        await self._any.stop()
+
+    async def kill(self) -> None:
+        if self.client.stopped:
+            return
+        server = self.client._server
+        assert server is not None
+        server.kill()
+        await server.wait()
+        self._any._stop_event.set()
+        await self._any.stop()
+
+
+def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONLSP_")}
+    env.pop("OPENAI_API_KEY", None)
+    env.update(extra or {})
+    return env
+
+
+async def start(
+    db: Path,
+    *,
+    config: Path,
+    env: Mapping[str, str] | None = None,
+    init_options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Session:
+    collected = Collected()
+
+    def make_client() -> LanguageClient:
+        client = LanguageClient(converter_factory=_client_converter)
+        register_lsp_features(client)
+        for method in ("session/sync", "session/delta", "session/status"):
+            _collect(client, method, collected)
+        return client
+
+    cfg = ClientServerConfig(
+        server_command=[
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--config",
+            str(config),
+        ],
+        client_factory=make_client,
+        server_env=server_env(env),
+    )
+    client = await cfg.start()
+    assert isinstance(client, LanguageClient)
+    caps = types.ClientCapabilities(
+        window=types.WindowClientCapabilities(work_done_progress=progress)
+    )
+    result = await client.initialize_session(
+        types.InitializeParams(capabilities=caps, initialization_options=init_options)
+    )
+    return Session(client, collected, result)
+
+
+def _collect(client: LanguageClient, method: str, collected: Collected) -> None:
+    original = client.protocol.fm.features.get(method)
+
+    async def on_notification(ls: LanguageClient, params: Any) -> None:
+        if original is not None:
+            original(params)
+        async with collected.cond:
+            collected.items.append((method, params))
+            collected.cond.notify_all()
+
+    client.feature(method)(on_notification)
+
+
+__all__ = ["WAIT_S", "Collected", "Session", "server_env", "start"]

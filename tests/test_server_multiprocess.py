@@ -1,0 +1,178 @@
+"""Two ``sessionlsp serve`` processes on one database file, and a server killed mid-summary."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI
+from tests.lsp_support import start
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    # Summaries stream slowly (40 chunks, 20 ms apart) so that concurrent requests overlap
+    # with a running compaction and a crash can land in the middle of one.
+    with FakeOpenAI(chunk_chars=8, delay_s=0.02, prompt_tokens=50, completion_tokens=10) as f:
+        yield f
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text('provider = "openai"\nmodel = "fake-model"\ncontextLimit = 10000\n')
+    return path
+
+
+def env_for(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    return {"SESSIONLSP_BASE_URL": fake.base_url} | extra
+
+
+def prompt(session_id: str, text: str) -> dict[str, Any]:
+    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+
+
+async def test_changes_made_by_one_server_are_pushed_by_the_other(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    a = await start(db, config=config_file, env=env_for(fake))
+    b = await start(db, config=config_file, env=env_for(fake))
+    try:
+        sid = (await a.request("session/new", {"title": "shared"}))["sessionId"]
+        loaded = await b.request("session/load", {"sessionId": sid})
+        result = await a.request("session/prompt", prompt(sid, "written by A"))
+        reply_id = result["messageId"]
+
+        def b_has_reply() -> bool:
+            return any(
+                p["type"] == "message.updated"
+                and p["data"]["id"] == reply_id
+                and p["data"].get("finish") == "stop"
+                for p in b.collected.syncs(sid)
+            )
+
+        await b.wait_until(b_has_reply)
+        seen_by_b = [p["seq"] for p in b.collected.syncs(sid)]
+        outbox = await b.request("session/events", {"after": loaded["seq"], "sessionId": sid})
+        expected = [e["seq"] for e in outbox["events"]]
+        assert seen_by_b == expected  # every event, in order, no gaps, no duplicates
+        texts = [
+            p["data"]["text"]
+            for p in b.collected.syncs(sid, "message.part.updated")
+            if p["data"]["type"] == "text"
+        ]
+        assert "written by A" in texts
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_twenty_concurrent_compacts_across_two_servers_make_one_marker_and_one_summary(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    a = await start(db, config=config_file, env=env_for(fake))
+    b = await start(db, config=config_file, env=env_for(fake))
+    try:
+        sid = (await a.request("session/new", {"title": "race"}))["sessionId"]
+        for i in range(3):
+            await a.request("session/prompt", prompt(sid, f"turn {i}"))
+        calls = [
+            (a if i % 2 == 0 else b).request("session/compact", {"sessionId": sid})
+            for i in range(20)
+        ]
+        results = await asyncio.gather(*calls)
+
+        assert {r["markerId"] for r in results} == {results[0]["markerId"]}
+        assert sum(1 for r in results if r["created"]) == 1
+        assert {r["status"] for r in results} == {"completed"}
+        assert {r["summaryMessageId"] for r in results} == {results[0]["summaryMessageId"]}
+        assert fake.summary_requests == 1
+        messages = (await b.request("session/load", {"sessionId": sid}))["messages"]
+        assert sum(1 for m in messages if m["info"]["kind"] == "marker") == 1
+        assert sum(1 for m in messages if m["info"].get("summary")) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_server_killed_mid_summary_is_finished_by_a_fresh_one(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    doomed = await start(
+        db, config=config_file, env=env_for(fake, SESSIONLSP_CRASH_AT="mid_summary")
+    )
+    sid = (await doomed.request("session/new", {"title": "crash"}))["sessionId"]
+    await doomed.request("session/prompt", prompt(sid, "remember src/app.py"))
+    await doomed.request("session/prompt", prompt(sid, "and the failing test"))
+    compact = asyncio.create_task(doomed.request("session/compact", {"sessionId": sid}))
+    server_process = doomed.client._server
+    assert server_process is not None
+    await asyncio.wait_for(server_process.wait(), 30)  # it killed itself mid-summary
+    assert server_process.returncode == -9
+    compact.cancel()
+    await doomed.kill()
+    assert fake.summary_requests == 1
+
+    fresh = await start(db, config=config_file, env=env_for(fake))
+    try:
+        loaded = await fresh.request("session/load", {"sessionId": sid})
+        interrupted = [
+            m for m in loaded["messages"] if m["info"].get("summary") and m["info"].get("error")
+        ]
+        assert [m["info"]["error"]["name"] for m in interrupted] == ["Interrupted"]
+        marker_id = interrupted[0]["info"]["parentId"]
+
+        result = await fresh.request("session/compact", {"sessionId": sid})
+        assert result["markerId"] == marker_id  # the interrupted compaction, not a new one
+        assert result["created"] is False
+        assert result["status"] == "completed"
+        assert fake.summary_requests == 2
+
+        answer = await fresh.request("session/prompt", prompt(sid, "carry on"))
+        assert answer["stopReason"] == "end_turn"
+        messages = (await fresh.request("session/load", {"sessionId": sid}))["messages"]
+        assert sum(1 for m in messages if m["info"]["kind"] == "marker") == 1
+        good = [m for m in messages if m["info"].get("summary") and not m["info"].get("error")]
+        assert [m["info"]["id"] for m in good] == [result["summaryMessageId"]]
+    finally:
+        await fresh.close()
+
+
+async def test_a_prompt_after_a_crash_finishes_the_compaction_before_answering(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    doomed = await start(
+        db, config=config_file, env=env_for(fake, SESSIONLSP_CRASH_AT="mid_summary")
+    )
+    sid = (await doomed.request("session/new", {"title": "crash"}))["sessionId"]
+    await doomed.request("session/prompt", prompt(sid, "some work"))
+    compact = asyncio.create_task(doomed.request("session/compact", {"sessionId": sid}))
+    server_process = doomed.client._server
+    assert server_process is not None
+    await asyncio.wait_for(server_process.wait(), 30)
+    compact.cancel()
+    await doomed.kill()
+
+    fresh = await start(db, config=config_file, env=env_for(fake))
+    try:
+        answer = await fresh.request("session/prompt", prompt(sid, "next"))
+        assert answer["stopReason"] == "end_turn"
+        updates = [p["data"] for p in fresh.collected.syncs(sid, "compaction.updated")]
+        assert updates[-1]["status"] == "completed"
+        messages = (await fresh.request("session/load", {"sessionId": sid}))["messages"]
+        kinds = [m["info"]["kind"] for m in messages]
+        assert kinds.count("marker") == 1
+        # the interrupted attempt, the finished summary, then the new turn:
+        assert kinds[-5:] == ["marker", "summary", "summary", "prompt", "reply"]
+    finally:
+        await fresh.close()

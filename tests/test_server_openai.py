@@ -1,0 +1,257 @@
+"""End to end with the ``openai`` provider: the real server as a subprocess, pointed at the
+loopback fake OpenAI server (tests/fakes/openai_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pygls.exceptions import JsonRpcException
+
+from server.errors import PROVIDER_ERROR, PROVIDER_NOT_CONFIGURED
+from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply, Stall
+from tests.lsp_support import Session, start
+
+pytestmark = pytest.mark.asyncio
+
+API_KEY = "sk-test-0123456789abcdef-never-stored"
+CONTEXT = 10_000
+OUTPUT = 1_000  # usable window: 10 000 - 1 000 = 9 000 tokens
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(chunk_chars=6, prompt_tokens=50, completion_tokens=10) as f:
+        yield f
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text('provider = "openai"\nmodel = "fake-model"\n')
+    return path
+
+
+def env_for(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    return {
+        "SESSIONLSP_BASE_URL": fake.base_url,
+        "SESSIONLSP_API_KEY": API_KEY,
+        "SESSIONLSP_CONTEXT_LIMIT": str(CONTEXT),
+        "SESSIONLSP_OUTPUT_LIMIT": str(OUTPUT),
+    } | extra
+
+
+@pytest_asyncio.fixture
+async def server(tmp_path: Path, config_file: Path, fake: FakeOpenAI) -> AsyncIterator[Session]:
+    s = await start(tmp_path / "sessions.db", config=config_file, env=env_for(fake))
+    yield s
+    await s.close()
+
+
+async def new_session(server: Session, directory: str | None = None) -> str:
+    result = await server.request("session/new", {"title": "t", "directory": directory})
+    return str(result["sessionId"])
+
+
+def prompt(session_id: str, text: str) -> dict[str, Any]:
+    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+
+
+def text_of(message: dict[str, Any]) -> str:
+    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
+
+
+async def history(server: Session, sid: str) -> list[dict[str, Any]]:
+    loaded = await server.request("session/load", {"sessionId": sid})
+    return list(loaded["messages"])
+
+
+async def test_answer_streams_from_the_provider_with_its_usage(
+    server: Session, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake.push(Reply("Hello from the fake model", prompt_tokens=123, completion_tokens=7))
+    sid = await new_session(server)
+    result = await server.request("session/prompt", prompt(sid, "hi"))
+    assert result["stopReason"] == "end_turn"
+    reply = (await history(server, sid))[-1]
+    assert text_of(reply) == "Hello from the fake model"
+    assert reply["info"]["tokens"]["input"] == 123
+    assert reply["info"]["tokens"]["output"] == 7
+    sent = fake.last_request
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.body["messages"][-1] == {"role": "user", "content": "hi"}
+    await server.close()
+    for f in tmp_path.glob("sessions.db*"):
+        assert API_KEY.encode() not in f.read_bytes()
+
+
+async def test_automatic_compaction_is_reached_through_reported_usage(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    sid = await new_session(server)
+    await server.request("session/prompt", prompt(sid, "first, small"))
+    fake.push(Reply("a long answer", prompt_tokens=9_500, completion_tokens=20), when="chat")
+    result = await server.request("session/prompt", prompt(sid, "second, reaches the window"))
+    assert result["stopReason"] == "end_turn"
+    assert fake.summary_requests == 1
+
+    updates = [p["data"] for p in server.collected.syncs(sid, "compaction.updated")]
+    assert updates[-1]["status"] == "completed"
+    assert updates[-1]["auto"] is True
+    messages = await history(server, sid)
+    kinds = [m["info"]["kind"] for m in messages]
+    assert kinds[-3:] == ["marker", "summary", "continuation"]
+
+    context = await server.request("session/context", {"sessionId": sid})
+    assert context["markerId"] == updates[-1]["markerId"]
+    assert context["tokens"] < context["usable"]
+
+    await server.request("session/prompt", prompt(sid, "third"))
+    sent = fake.last_request.body["messages"]
+    assert any("Carry on with the work" in str(m.get("content")) for m in sent)  # the summary
+    assert fake.summary_requests == 1  # no second compaction
+
+
+async def test_overflow_compaction_replays_the_prompt_that_was_too_long(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    sid = await new_session(server)
+    await server.request("session/prompt", prompt(sid, "some history first"))
+    overflow = {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens.",
+            "code": "context_length_exceeded",
+        }
+    }
+    fake.push(HttpError(400, body=overflow), when="chat")
+    result = await server.request("session/prompt", prompt(sid, "the long request"))
+    assert result["stopReason"] == "end_turn"
+    assert fake.summary_requests == 1
+
+    messages = await history(server, sid)
+    failed = [m for m in messages if m["info"].get("error", {}).get("name") == "ContextOverflow"]
+    assert len(failed) == 1
+    markers = [m for m in messages if m["info"]["kind"] == "marker"]
+    assert markers[0]["parts"][0]["overflow"] is True
+    replay = [m for m in messages if m["info"]["kind"] == "replay"]
+    assert len(replay) == 1 and text_of(replay[0]) == "the long request"
+    last_sent = fake.last_request.body["messages"]
+    assert last_sent[-1] == {"role": "user", "content": "the long request"}
+    assert sum(1 for m in last_sent if m.get("content") == "the long request") == 1
+
+
+async def test_cancel_while_streaming_stops_the_turn_and_keeps_what_streamed(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    sid = await new_session(server)
+    fake.push(Stall(after_chunks=3, text="partial answer that never ends"), when="chat")
+    turn = asyncio.create_task(server.request("session/prompt", prompt(sid, "go")))
+    await server.wait_until(lambda: len(server.collected.of("session/delta")) >= 3)
+    server.notify("session/cancel", {"sessionId": sid})
+    result = await asyncio.wait_for(turn, 20)
+    assert result["stopReason"] == "cancelled"
+    assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)
+
+    reply = (await history(server, sid))[-1]
+    assert reply["info"]["error"]["name"] == "Cancelled"
+    streamed = "".join(d["delta"] for d in server.collected.of("session/delta"))
+    assert text_of(reply) == streamed and streamed.startswith("partial")
+    # the session is usable afterwards
+    assert (await server.request("session/prompt", prompt(sid, "again")))[
+        "stopReason"
+    ] == "end_turn"
+
+
+async def test_cancel_during_compaction_fails_it_and_leaves_history_intact(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    sid = await new_session(server)
+    await server.request("session/prompt", prompt(sid, "one"))
+    await server.request("session/prompt", prompt(sid, "two"))
+    before = await history(server, sid)
+    fake.push(Stall(after_chunks=1, text="## Objective\n"), when="summary")
+    compact = asyncio.create_task(server.request("session/compact", {"sessionId": sid}))
+    assert await asyncio.to_thread(fake.wait_for_requests, fake.chat_requests + 1, 10)
+    await server.request("session/cancel", {"sessionId": sid})
+    result = await asyncio.wait_for(compact, 20)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "cancelled"
+    after = await history(server, sid)
+    assert after[: len(before)] == before
+    assert (await server.request("session/prompt", prompt(sid, "three")))[
+        "stopReason"
+    ] == "end_turn"
+
+
+async def test_provider_error_ends_the_turn_with_a_stable_code(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    fake.push(HttpError(401, body={"error": {"message": "bad key"}}, echo_auth=True), when="chat")
+    sid = await new_session(server)
+    result = await server.request("session/prompt", prompt(sid, "hi"))
+    assert result["stopReason"] == "error"
+    error = result["error"]
+    assert error["code"] == PROVIDER_ERROR
+    assert error["status"] == 401 and error["retryable"] is False
+    assert API_KEY not in str(result)
+    assert API_KEY not in str(server.collected.items)
+    reply = (await history(server, sid))[-1]
+    assert reply["info"]["error"]["name"] == "ProviderError"
+
+
+async def test_rate_limit_retry_is_announced_then_answered(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    fake.push(HttpError(429, headers={"Retry-After": "0"}), when="chat")
+    sid = await new_session(server)
+    result = await server.request("session/prompt", prompt(sid, "hi"))
+    assert result["stopReason"] == "end_turn"
+    retries = [s for s in server.collected.of("session/status") if s["status"] == "retry"]
+    assert retries and retries[0]["attempt"] == 1 and "nextRetryAt" in retries[0]
+
+
+async def test_tool_calls_run_in_the_session_directory_and_feed_the_next_step(
+    server: Session, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("the answer is 42\n")
+    fake.push(
+        Reply(tool_calls=[("call_1", "read_file", '{"path": "notes.txt"}')], finish="tool_calls"),
+        when="chat",
+    )
+    fake.push(Reply("It says 42."), when="chat")
+    sid = await new_session(server, directory=str(work))
+    result = await server.request("session/prompt", prompt(sid, "what do the notes say?"))
+    assert result["stopReason"] == "end_turn"
+
+    messages = await history(server, sid)
+    tools = [p for m in messages for p in m["parts"] if p["type"] == "tool"]
+    assert len(tools) == 1
+    assert tools[0]["state"]["status"] == "completed"
+    assert "the answer is 42" in tools[0]["state"]["output"]
+    sent = fake.last_request.body
+    assert [t["function"]["name"] for t in sent["tools"]] == ["read_file", "list_files", "grep"]
+    tool_messages = [m for m in sent["messages"] if m["role"] == "tool"]
+    assert tool_messages[0]["tool_call_id"] == "call_1"
+    assert "the answer is 42" in tool_messages[0]["content"]
+
+
+async def test_unconfigured_provider_refuses_prompts_but_serves_the_rest(
+    tmp_path: Path, config_file: Path
+) -> None:
+    s = await start(tmp_path / "db.sqlite", config=config_file)  # no base URL anywhere
+    try:
+        sid = await new_session(s)
+        with pytest.raises(JsonRpcException) as e:
+            await s.request("session/prompt", prompt(sid, "hi"))
+        assert e.value.code == PROVIDER_NOT_CONFIGURED
+        assert "baseUrl" in e.value.message
+        assert (await s.request("session/load", {"sessionId": sid}))["messages"] == []
+    finally:
+        await s.close()

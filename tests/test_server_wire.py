@@ -1,0 +1,169 @@
+"""Bytes on the wire: malformed and oversized frames get JSON-RPC errors and the server keeps
+serving; stdout carries nothing but frames; the terminal chat works against the real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED
+from server.protocol import MAX_FRAME_BYTES
+from server.rpc_client import encode_frame, read_frame
+from tests.lsp_support import server_env
+
+
+class Raw:
+    """The server under a hand-written client that can send anything."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        config = tmp_path / "config.toml"
+        config.write_text("")
+        db = str(tmp_path / "db.sqlite")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--db", db, "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=server_env(),
+        )
+        self.next_id = 0
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def frame(self, body: bytes) -> None:
+        self.send(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        body = read_frame(self.proc.stdout)  # fails on anything that is not a frame
+        assert body is not None, "the server closed stdout"
+        message = json.loads(body)
+        assert isinstance(message, dict)
+        return message
+
+    def request(self, method: str, params: Any = None) -> dict[str, Any]:
+        self.next_id += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(encode_frame(message))
+        while True:
+            reply = self.read()
+            if reply.get("id") == self.next_id and "method" not in reply:
+                return reply
+
+    def initialize(self) -> None:
+        reply = self.request("initialize", {"processId": None, "capabilities": {}})
+        assert reply["result"]["capabilities"]["experimental"]["sessionlsp"]["protocolVersion"] == 1
+        self.send(encode_frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
+
+    def close(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()  # end of input: the server exits
+        code = self.proc.wait(timeout=20)
+        assert self.proc.stdout is not None
+        rest = self.proc.stdout.read()
+        assert rest == b"", f"bytes on stdout that are not frames: {rest[:200]!r}"
+        return code
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Iterator[Raw]:
+    r = Raw(tmp_path)
+    yield r
+    if r.proc.poll() is None:
+        r.proc.kill()
+        r.proc.wait()
+
+
+def test_a_request_before_initialize_is_refused_with_server_not_initialized(raw: Raw) -> None:
+    reply = raw.request("session/list", {})
+    assert reply["error"]["code"] == SERVER_NOT_INITIALIZED
+    raw.initialize()
+    assert raw.request("session/list")["result"] == {"sessions": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "session/list", ', PARSE_ERROR),  # truncated
+        (b"\xff\xfe not utf-8 \x80", PARSE_ERROR),
+        (b"[1, 2, 3]", INVALID_REQUEST),  # batches are not supported
+        (b'"just a string"', INVALID_REQUEST),
+        (b'{"jsonrpc": "1.0", "id": 5, "method": "session/list"}', INVALID_REQUEST),
+        (b'{"jsonrpc": "2.0", "id": 6, "method": 42}', INVALID_REQUEST),
+    ],
+)
+def test_malformed_frames_get_an_error_and_the_server_keeps_serving(
+    raw: Raw, body: bytes, code: int
+) -> None:
+    raw.initialize()
+    raw.frame(body)
+    error = raw.read()
+    assert error["error"]["code"] == code
+    assert raw.request("session/new", {"title": "still here"})["result"]["sessionId"]
+    assert raw.close() == 0
+
+
+def test_an_oversized_message_is_refused_without_being_parsed(raw: Raw) -> None:
+    raw.initialize()
+    size = MAX_FRAME_BYTES + 1
+    header = b"Content-Length: %d\r\n\r\n" % size
+    raw.send(header + b"x" * size)
+    error = raw.read()
+    assert error["id"] is None
+    assert error["error"]["code"] == INVALID_REQUEST
+    assert str(MAX_FRAME_BYTES) in error["error"]["message"]
+    assert raw.request("session/list", {})["result"] == {"sessions": []}
+
+
+def test_a_frame_without_content_length_is_refused(raw: Raw) -> None:
+    raw.initialize()
+    raw.send(b"Content-Type: application/json\r\n\r\n")
+    assert raw.read()["error"]["code"] == INVALID_REQUEST
+    assert raw.request("session/list", {})["result"] == {"sessions": []}
+
+
+def test_a_huge_prompt_inside_the_limit_is_stored_whole(raw: Raw) -> None:
+    raw.initialize()
+    sid = raw.request("session/new", {})["result"]["sessionId"]
+    text = "é" * 900_000  # 1.8 MB of UTF-8
+    reply = raw.request(
+        "session/prompt", {"sessionId": sid, "prompt": [{"type": "text", "text": text}]}
+    )
+    assert reply["result"]["stopReason"] in ("end_turn", "error")
+    loaded = raw.request("session/load", {"sessionId": sid})["result"]
+    assert loaded["messages"][0]["parts"][0]["text"] == text
+
+
+def test_shutdown_then_exit_ends_the_process_with_code_0(raw: Raw) -> None:
+    raw.initialize()
+    assert raw.request("shutdown")["result"] is None
+    raw.send(encode_frame({"jsonrpc": "2.0", "method": "exit"}))
+    assert raw.proc.wait(timeout=20) == 0
+
+
+def test_chat_one_shot_prints_the_streamed_answer(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    argv = [sys.executable, "-m", "server.cli", "chat", "--db", str(tmp_path / "db.sqlite")]
+    result = subprocess.run(
+        [*argv, "--config", str(config), "hello from the terminal"],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('You said: "hello from the terminal"')
+    assert "sessionlsp chat --session ses_" in result.stderr
