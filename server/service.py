@@ -117,17 +117,16 @@ class Sidecar:
         self.store.close()
 
     def recover_all(self) -> int:
-        """Repair the sessions dead runners left behind (live runners' sessions are skipped)."""
+        """Repair the sessions dead runners left behind (live runners' sessions are left
+        alone). Returns how many sessions were looked at."""
         with self.store.read() as tx:
             sessions = tx.sessions_to_recover()
-        repaired = 0
         for s in sessions:
             try:
-                if self.engine.recover(s) is not None:
-                    repaired += 1
+                self.engine.recover(s)
             except Exception:
                 log.exception("recovery of %s failed", s)
-        return repaired
+        return len(sessions)
 
     # --- sessions ---------------------------------------------------------------------------------
 

@@ -100,6 +100,11 @@ def _one_line(text: str, limit: int) -> str:
 
 def offline_summary(request: SummaryRequest) -> str:
     """A deterministic summary made of the transcript's own sentences."""
+    if not request.transcript and not request.previous_summary:
+        return (
+            "## Objective\n(nothing older than the recent messages kept verbatim)\n"
+            "## Important Details\nThe offline provider found no earlier messages to summarize.\n"
+        )
     users = [e for e in request.transcript if e.role == "user"]
     texts = ["\n".join(c.text for c in e.chunks if c.kind == "text") for e in users]
     texts = [t for t in texts if t.strip()]

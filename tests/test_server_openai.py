@@ -255,3 +255,29 @@ async def test_unconfigured_provider_refuses_prompts_but_serves_the_rest(
         assert (await s.request("session/load", {"sessionId": sid}))["messages"] == []
     finally:
         await s.close()
+
+
+async def test_api_key_reaches_no_log_database_or_client_even_at_debug_level(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    log = tmp_path / "server.log"
+    env = env_for(fake, SESSIONLSP_LOG_FILE=str(log), SESSIONLSP_LOG_LEVEL="debug")
+    s = await start(tmp_path / "db.sqlite", config=config_file, env=env)
+    sid = await new_session(s)
+    fake.push(HttpError(500, body={"error": {"message": "boom"}}, echo_auth=True), when="chat")
+    fake.push(HttpError(401, body={"error": {"message": "denied"}}, echo_auth=True), when="chat")
+    result = await s.request("session/prompt", prompt(sid, "hi"))
+    assert result["stopReason"] == "error"
+    fake.push(HttpError(401, body={"error": {"message": "denied"}}, echo_auth=True))
+    await s.request("session/prompt", prompt(sid, "again"))
+    compacted = await s.request("session/compact", {"sessionId": sid})  # extractive fallback
+    assert compacted["status"] == "completed"
+    await s.close()
+
+    assert log.read_text(), "debug logging wrote nothing"
+    assert API_KEY not in log.read_text()
+    for f in tmp_path.glob("db.sqlite*"):
+        assert API_KEY.encode() not in f.read_bytes()
+    assert API_KEY not in str(s.collected.items)
+    echoed = [r for r in fake.requests if r.headers.get("authorization")]
+    assert echoed  # the key did go to the provider, where it belongs
