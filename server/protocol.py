@@ -317,7 +317,10 @@ def _register(server: SessionServer) -> None:
             log.warning("%s", warning)
         if ls.sidecar is not None:
             return
-        ls.sidecar = Sidecar(config, ls)
+        try:
+            ls.sidecar = Sidecar(config, ls)
+        except (StoreError, apsw.Error, OSError) as e:
+            raise JsonRpcException(f"storage error: {_brief(e)}", STORAGE_ERROR) from None
         ls.sidecar.start()
 
     @server.feature(types.SHUTDOWN)

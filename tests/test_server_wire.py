@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED
+from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.protocol import MAX_FRAME_BYTES
 from server.rpc_client import encode_frame, read_frame
 from tests.lsp_support import server_env
@@ -21,10 +21,10 @@ from tests.lsp_support import server_env
 class Raw:
     """The server under a hand-written client that can send anything."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, db: str | None = None) -> None:
         config = tmp_path / "config.toml"
         config.write_text("")
-        db = str(tmp_path / "db.sqlite")
+        db = db or str(tmp_path / "db.sqlite")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--db", db, "--config", str(config)],
             stdin=subprocess.PIPE,
@@ -83,6 +83,23 @@ def raw(tmp_path: Path) -> Iterator[Raw]:
     if r.proc.poll() is None:
         r.proc.kill()
         r.proc.wait()
+
+
+def test_a_database_that_cannot_be_opened_fails_initialize_with_a_storage_error(
+    tmp_path: Path,
+) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    raw = Raw(tmp_path, db=str(not_a_dir / "sessions.db"))
+    try:
+        reply = raw.request("initialize", {"processId": None, "capabilities": {}})
+        assert reply["error"]["code"] == STORAGE_ERROR
+        assert "storage error" in reply["error"]["message"]
+        assert raw.request("session/list")["error"]["code"] == SERVER_NOT_INITIALIZED
+        assert raw.close() == 0
+    finally:
+        if raw.proc.poll() is None:
+            raw.proc.kill()
 
 
 def test_a_request_before_initialize_is_refused_with_server_not_initialized(raw: Raw) -> None:
