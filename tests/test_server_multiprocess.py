@@ -103,16 +103,16 @@ async def test_twenty_concurrent_compacts_across_two_servers_make_one_marker_and
         await b.close()
 
 
-async def test_a_server_killed_mid_summary_is_finished_by_a_fresh_one(
-    tmp_path: Path, config_file: Path, fake: FakeOpenAI
-) -> None:
-    db = tmp_path / "shared.db"
+async def crash_mid_summary(
+    db: Path, config_file: Path, fake: FakeOpenAI, prompts: tuple[str, ...]
+) -> str:
+    """A session with ``prompts`` answered, whose server then dies while its summary streams."""
     doomed = await start(
         db, config=config_file, env=env_for(fake, SESSIONLSP_CRASH_AT="mid_summary")
     )
-    sid = (await doomed.request("session/new", {"title": "crash"}))["sessionId"]
-    await doomed.request("session/prompt", prompt(sid, "remember src/app.py"))
-    await doomed.request("session/prompt", prompt(sid, "and the failing test"))
+    sid = str((await doomed.request("session/new", {"title": "crash"}))["sessionId"])
+    for text in prompts:
+        await doomed.request("session/prompt", prompt(sid, text))
     compact = asyncio.create_task(doomed.request("session/compact", {"sessionId": sid}))
     server_process = doomed.client._server
     assert server_process is not None
@@ -120,6 +120,15 @@ async def test_a_server_killed_mid_summary_is_finished_by_a_fresh_one(
     assert server_process.returncode == -9
     compact.cancel()
     await doomed.kill()
+    return sid
+
+
+async def test_a_server_killed_mid_summary_is_finished_by_a_fresh_one(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    prompts = ("remember src/app.py", "and the failing test")
+    sid = await crash_mid_summary(db, config_file, fake, prompts)
     assert fake.summary_requests == 1
 
     fresh = await start(db, config=config_file, env=env_for(fake))
@@ -151,17 +160,7 @@ async def test_a_prompt_after_a_crash_finishes_the_compaction_before_answering(
     tmp_path: Path, config_file: Path, fake: FakeOpenAI
 ) -> None:
     db = tmp_path / "shared.db"
-    doomed = await start(
-        db, config=config_file, env=env_for(fake, SESSIONLSP_CRASH_AT="mid_summary")
-    )
-    sid = (await doomed.request("session/new", {"title": "crash"}))["sessionId"]
-    await doomed.request("session/prompt", prompt(sid, "some work"))
-    compact = asyncio.create_task(doomed.request("session/compact", {"sessionId": sid}))
-    server_process = doomed.client._server
-    assert server_process is not None
-    await asyncio.wait_for(server_process.wait(), 30)
-    compact.cancel()
-    await doomed.kill()
+    sid = await crash_mid_summary(db, config_file, fake, ("some work",))
 
     fresh = await start(db, config=config_file, env=env_for(fake))
     try:
