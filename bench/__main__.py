@@ -10,7 +10,7 @@ from pathlib import Path
 
 import apsw
 
-from bench import build_context
+from bench import build_context, server
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -32,11 +32,12 @@ def _machine() -> str:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sessionlsp-bench-") as tmp:
         rows = build_context.run(Path(tmp))
+        served = server.run(Path(tmp))
     text = f"""# Benchmarks
 
 Written by `./dev bench` on {datetime.date.today().isoformat()}. Machine: {_machine()}.
-Figures are medians of {build_context.RUNS} runs with the 10th-90th percentile range; ratios
-are against baselines measured in the same run.
+Figures are medians with the 10th-90th percentile range, over the runs each section states;
+ratios are against baselines measured in the same run.
 
 ## build_context as history grows
 
@@ -45,8 +46,15 @@ messages ago. `build_context` reads from the compaction's tail on, so its cost s
 on N. Baselines: the 100-message session (the ratio column), and reading the whole history,
 which is what the context would cost if it were not anchored on the last compaction. The VM
 step count is SQLite's own count of work done by the statements, independent of timing noise.
+{build_context.RUNS} runs of each timing.
 
 {build_context.report(rows)}
+
+## The server as an editor sees it
+
+{server.describe()}
+
+{server.report(served)}
 """
     DOC.write_text(text, encoding="utf-8")
     print(text)
