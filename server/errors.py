@@ -18,7 +18,7 @@ REQUEST_CANCELLED = -32800  # LSP's RequestCancelled
 # sessionlsp's own codes, outside the range JSON-RPC and LSP reserve (-32768..-32000):
 UNKNOWN_SESSION = -31001
 PROVIDER_NOT_CONFIGURED = -31002
-PROVIDER_ERROR = -31003  # data: {status, retryable}
+PROVIDER_ERROR = -31003  # in a turn's error: with status and retryable
 CONTEXT_TOO_LARGE = -31004  # the conversation does not fit and cannot be compacted to fit
 STORAGE_ERROR = -31005  # the database is locked, read-only, full or damaged
 

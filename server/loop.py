@@ -45,7 +45,7 @@ from server.providers.base import (
     ToolSpec,
 )
 from server.summarizers import token_usage
-from server.tokens import ModelLimits, estimate_text
+from server.tokens import ModelLimits, estimate_text, is_overflow
 from server.tools import TOOL_SPECS, run_tool
 from store import LeaseLost, Store, StoreError
 from store.ids import new_id
@@ -76,7 +76,8 @@ class SessionStatus:
 
 @dataclass(frozen=True)
 class TurnError:
-    name: str  # stable: ProviderError, ContextTooLarge, Interrupted, TooManySteps, InternalError
+    name: str  # stable: ProviderError, ContextTooLarge, StorageError, LeaseLost, TooManySteps,
+    # InternalError
     message: str
     code: int  # the JSON-RPC error code documented for this kind of failure
     status: int | None = None  # the provider's HTTP status, when there was one
@@ -154,6 +155,8 @@ class PromptRunner:
     def submit(self, session_id: str, prompt: PromptInput) -> Future[TurnOutcome]:
         """Queue a prompt; the future resolves when its turn has ended."""
         job = _Job(prompt)
+        # A cancelled future (the client's $/cancelRequest) stops the turn like session/cancel.
+        job.future.add_done_callback(lambda f: job.cancel.set() if f.cancelled() else None)
         with self._guard:
             if self._closed:
                 raise RuntimeError("the server is shutting down")
@@ -237,7 +240,8 @@ class PromptRunner:
                 idle = not q.jobs
             if idle:
                 self._status(session_id, "idle")
-            job.future.set_result(outcome)
+            if not job.future.cancelled():
+                job.future.set_result(outcome)
 
     def _run_job(self, session_id: str, job: _Job) -> TurnOutcome:
         if job.cancel.is_set():
@@ -306,6 +310,8 @@ class _Turn:
         try:
             return self._run()
         except (LeaseLost, StoreError) as e:
+            if self.job.cancel.is_set():  # e.g. the session was deleted under the turn
+                return self.outcome("cancelled")
             log.warning("turn in %s stopped: %s", self.session_id, e)
             return self.outcome("error", TurnError("StorageError", _brief(e), STORAGE_ERROR))
 
@@ -315,7 +321,7 @@ class _Turn:
         if self.job.cancel.is_set():
             return self.outcome("cancelled")
         with self.r.store.write() as tx:
-            self.directory = tx.require_session(self.session_id).directory
+            self.directory = tx.update_session(self.session_id).directory  # last activity
             prompt = tx.add_message(self.session_id, "prompt", model=self.job.prompt.model)
             for text in self.job.prompt.texts:
                 tx.put_part(prompt.id, TextPart(text))
@@ -394,7 +400,10 @@ class _Turn:
         self.r._status(self.session_id, "busy")
 
     def _after_step(self, step: _Step) -> None:
-        if step.usage is None:
+        settings = self.r.settings
+        if step.usage is None or not is_overflow(
+            step.usage, settings.limits, auto_compact=settings.auto_compact
+        ):
             return
         self.r._status(self.session_id, "compacting")
         try:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_HEADER_BYTES = 8 * 1024
+_CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(-?\d+)", re.IGNORECASE)
 T = TypeVar("T")
 
 
@@ -353,10 +355,12 @@ class _Frames:
                     continue  # stray blank lines between frames
                 break
             headers += 1
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
+            # Searched anywhere in the line: after a frame without Content-Length, its body
+            # (no newline) and the next frame's header arrive as one line; this resynchronises.
+            found = _CONTENT_LENGTH.search(line)
+            if found:
                 try:
-                    length = int(value.strip())
+                    length = int(found.group(1))
                     bad = length < 0
                 except ValueError:
                     bad = True

@@ -173,6 +173,10 @@ async def test_list_is_newest_first_and_filters_by_directory(server: Session) ->
     assert [s["id"] for s in listed["sessions"]] == [c["sessionId"], b["sessionId"], a["sessionId"]]
     only_a = await server.request("session/list", {"directory": "/w/a", "limit": 1})
     assert [s["id"] for s in only_a["sessions"]] == [c["sessionId"]]
+    await server.request("session/prompt", text_prompt(a["sessionId"], "activity"))
+    listed = await server.request("session/list", {})
+    assert listed["sessions"][0]["id"] == a["sessionId"]  # newest activity first
+    assert server.collected.syncs(a["sessionId"], "session.updated")
 
 
 async def test_events_cursor_lets_a_client_resume(server: Session) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from server.errors import PROVIDER_ERROR, PROVIDER_NOT_CONFIGURED
@@ -281,3 +282,20 @@ async def test_api_key_reaches_no_log_database_or_client_even_at_debug_level(
     assert API_KEY not in str(s.collected.items)
     echoed = [r for r in fake.requests if r.headers.get("authorization")]
     assert echoed  # the key did go to the provider, where it belongs
+
+
+async def test_cancel_request_on_a_prompt_stops_the_turn_and_the_session_goes_on(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    sid = await new_session(server)
+    fake.push(Stall(after_chunks=2, text="never finishes"), when="chat")
+    protocol: Any = server.client.protocol
+    pending = protocol.send_request("session/prompt", prompt(sid, "go"), msg_id="turn-1")
+    await server.wait_until(lambda: len(server.collected.of("session/delta")) >= 2)
+    server.notify("$/cancelRequest", types.CancelParams(id="turn-1"))
+    with pytest.raises(JsonRpcException) as e:
+        await asyncio.wait_for(asyncio.wrap_future(pending), 20)
+    assert e.value.code == -32800
+    assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)  # the stream was closed
+    after = await server.request("session/prompt", prompt(sid, "still answering?"))
+    assert after["stopReason"] == "end_turn"

@@ -150,6 +150,13 @@ def test_a_frame_without_content_length_is_refused(raw: Raw) -> None:
     assert raw.request("session/list", {})["result"] == {"sessions": []}
 
 
+def test_the_reader_resynchronises_after_a_frame_without_content_length(raw: Raw) -> None:
+    raw.initialize()
+    raw.send(b'Content-Type: application/json\r\n\r\n{"jsonrpc": "2.0", "id": 77}')
+    assert raw.read()["error"]["code"] == INVALID_REQUEST
+    assert raw.request("session/list", {})["result"] == {"sessions": []}
+
+
 def test_a_huge_prompt_inside_the_limit_is_stored_whole(raw: Raw) -> None:
     raw.initialize()
     sid = raw.request("session/new", {})["result"]["sessionId"]
