@@ -597,6 +597,7 @@ class _SummaryStream:
         self.summary = summary
         self.part_id = new_id("prt")
         self.chunks: list[str] = []
+        self.stored = 0  # characters already written durably
         self.last_flush = time.monotonic()
         self.flushes = 0
 
@@ -607,9 +608,11 @@ class _SummaryStream:
             self.flush()
 
     def flush(self) -> None:
+        text = "".join(self.chunks)
         with self.engine.store.write() as tx:
             self.engine.fence(tx, self.session_id)
-            tx.put_part(self.summary.id, TextPart("".join(self.chunks)), self.part_id)
+            tx.append_part_text(self.summary.id, TextPart(text), self.part_id, self.stored)
+        self.stored = len(text)
         self.last_flush = time.monotonic()
         self.flushes += 1
         if self.flushes == 1:

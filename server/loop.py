@@ -535,6 +535,8 @@ class _StepSink:
         self.reasoning_id = new_id("prt")
         self.text_chunks: list[str] = []
         self.reasoning_chunks: list[str] = []
+        self.text_stored = 0  # characters already written (and announced) durably
+        self.reasoning_stored = 0
         self.last_flush = time.monotonic()
         self.dirty = False
         self.retrying = False
@@ -567,13 +569,16 @@ class _StepSink:
         """Write what has streamed so far (fenced by the lease)."""
         if not self.dirty:
             return
+        reasoning = "".join(self.reasoning_chunks)
+        text = "".join(self.text_chunks)
         with self.turn.r.store.write() as tx:
             self.turn.engine.fence(tx, self.turn.session_id)
-            if self.reasoning_chunks:
-                body = ReasoningPart("".join(self.reasoning_chunks))
-                tx.put_part(self.reply.id, body, self.reasoning_id)
-            if self.text_chunks:
-                tx.put_part(self.reply.id, TextPart("".join(self.text_chunks)), self.text_id)
+            if len(reasoning) > self.reasoning_stored:
+                body = ReasoningPart(reasoning)
+                tx.append_part_text(self.reply.id, body, self.reasoning_id, self.reasoning_stored)
+            if len(text) > self.text_stored:
+                tx.append_part_text(self.reply.id, TextPart(text), self.text_id, self.text_stored)
+        self.reasoning_stored, self.text_stored = len(reasoning), len(text)
         self.dirty = False
         self.last_flush = time.monotonic()
 

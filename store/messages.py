@@ -15,6 +15,8 @@ from store.models import (
     MessageWithParts,
     Part,
     PartBody,
+    ReasoningPart,
+    TextPart,
     body_from_json,
     body_to_json,
     tokens_from_json,
@@ -221,6 +223,36 @@ class MessageOps(TxBase):
 
     def put_part(self, message_id: str, body: PartBody, part_id: str | None = None) -> Part:
         """Insert a part, or replace the body of an existing one."""
+        part = self._store_part(message_id, body, part_id)
+        self._emit(part.session_id, "message.part.updated", part.to_json())
+        return part
+
+    def append_part_text(
+        self, message_id: str, body: TextPart | ReasoningPart, part_id: str, offset: int
+    ) -> Part:
+        """Store a streaming part whose text so far is ``body.text``, announcing only the text
+        after ``offset`` (what earlier calls already announced) as ``message.part.delta``.
+
+        While an answer streams, each periodic write would otherwise put the whole text so far
+        in the outbox: quadratic in the answer's length.
+        """
+        part = self._store_part(message_id, body, part_id)
+        self._emit(
+            part.session_id,
+            "message.part.delta",
+            {
+                "id": part.id,
+                "messageId": message_id,
+                "sessionId": part.session_id,
+                "type": part.type,
+                "field": "text",
+                "offset": offset,
+                "delta": body.text[offset:],
+            },
+        )
+        return part
+
+    def _store_part(self, message_id: str, body: PartBody, part_id: str | None) -> Part:
         message = self.require_message(message_id)
         part = Part(part_id or self.new_part_id(), message_id, message.session_id, body)
         self._exec(
@@ -228,7 +260,6 @@ class MessageOps(TxBase):
             " ON CONFLICT (id) DO UPDATE SET type = excluded.type, data = excluded.data",
             (part.id, message_id, part.session_id, part.type, dumps(body_to_json(body))),
         )
-        self._emit(part.session_id, "message.part.updated", part.to_json())
         return part
 
     def remove_part(self, part_id: str) -> None:

@@ -146,6 +146,22 @@ def test_put_part_writes_the_whole_part(store: Store) -> None:
     }
 
 
+def test_appending_streamed_text_announces_only_the_new_text(store: Store) -> None:
+    sid = new_session(store)
+    with store.write() as tx:
+        m = tx.add_message(sid, "reply")
+        pid = tx.new_part_id()
+    _, first = one_event(store, lambda tx: tx.append_part_text(m.id, TextPart("Hel"), pid, 0))
+    _, second = one_event(store, lambda tx: tx.append_part_text(m.id, TextPart("Hello!"), pid, 3))
+    assert first.type == second.type == "message.part.delta"
+    assert (first.data["offset"], first.data["delta"]) == (0, "Hel")
+    assert (second.data["offset"], second.data["delta"]) == (3, "lo!")
+    assert second.data["type"] == "text" and second.data["id"] == pid
+    with store.read() as tx:
+        stored = tx.get_part(pid)
+    assert stored is not None and stored.body == TextPart("Hello!")  # the row holds it all
+
+
 def test_replacing_a_part_writes_the_new_body(store: Store) -> None:
     sid = new_session(store)
     with store.write() as tx:

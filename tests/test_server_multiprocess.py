@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.lsp_support import start
 
 pytestmark = pytest.mark.asyncio
@@ -175,3 +175,50 @@ async def test_a_prompt_after_a_crash_finishes_the_compaction_before_answering(
         assert kinds[-5:] == ["marker", "summary", "summary", "prompt", "reply"]
     finally:
         await fresh.close()
+
+
+async def test_a_streaming_answer_reaches_the_other_server_as_appended_text(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    a = await start(db, config=config_file, env=env_for(fake))
+    b = await start(db, config=config_file, env=env_for(fake))
+    try:
+        sid = (await a.request("session/new", {"title": "stream"}))["sessionId"]
+        await b.request("session/load", {"sessionId": sid})
+        text = "".join(f"word{i} " for i in range(120))  # 75 chunks, 20 ms apart: ~1.5 s
+        fake.push(Reply(text), when="chat")
+        result = await a.request("session/prompt", prompt(sid, "stream it"))
+        reply_id = result["messageId"]
+
+        def finished() -> bool:
+            return any(
+                p["type"] == "message.updated"
+                and p["data"]["id"] == reply_id
+                and p["data"].get("finish")
+                for p in b.collected.syncs(sid)
+            )
+
+        await b.wait_until(finished)
+        seen = ""
+        appends = 0
+        carried = 0  # characters of the answer carried by all these events together
+        for p in b.collected.syncs(sid):
+            data = p["data"]
+            if data.get("messageId") != reply_id or data.get("type") != "text":
+                continue
+            if p["type"] == "message.part.delta":
+                assert data["offset"] == len(seen)  # each carries only what is new
+                seen += data["delta"]
+                carried += len(data["delta"])
+                appends += 1
+            elif p["type"] == "message.part.updated":
+                assert data["text"].startswith(seen)
+                seen = data["text"]
+                carried += len(data["text"])
+        assert appends >= 2  # written while it streamed, not only at the end
+        assert seen == text
+        assert carried <= 2 * len(text)  # linear in the answer, not quadratic
+    finally:
+        await a.close()
+        await b.close()
