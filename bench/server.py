@@ -279,7 +279,7 @@ class LongAnswer:
     chars: int
     span_s: float  # first delta -> last delta, at the client
     turn_s: float  # prompt sent -> its answer
-    text_commits: int  # message.part.updated events of the reply's text part
+    text_commits: int  # message.part.delta/updated events of the reply's text part
     commit_bound: int  # floor(turn / 250 ms) + 1 final write
     outbox_events: int  # every event the turn wrote
     outbox_types: dict[str, int]
@@ -356,9 +356,8 @@ def long_answer(client: RpcClient, run: int) -> LongAnswer:
     (text_part,) = parts
     events = _events_after(client, session_id, cursor)
     types = collections.Counter(e["type"] for e in events)
-    commits = sum(
-        1 for e in events if e["type"] == "message.part.updated" and e["data"]["id"] == text_part
-    )
+    writes = ("message.part.delta", "message.part.updated")
+    commits = sum(1 for e in events if e["type"] in writes and e["data"]["id"] == text_part)
     loaded = client.request("session/load", {"sessionId": session_id}, timeout=TIMEOUT_S)
     stored = "".join(
         p["text"]
@@ -494,12 +493,14 @@ def describe() -> str:
         "Baseline: the fake's own rate to a plain `http.client` reader that only drains the "
         f"SSE stream ({LONG_RUNS} runs). The joined deltas are checked against the stored text "
         "(`session/load`) and against the text the fake sent.",
-        "**Durable commits per answer**: the `message.part.updated` events of the reply's text "
+        "**Durable commits per answer**: the `message.part.delta` (while streaming) and "
+        "`message.part.updated` (the final write) events of the reply's text "
         "part in the outbox (`session/events` after the cursor of a `session/load` taken "
         f"before the prompt). The text is written at most every {FLUSH_INTERVAL_S * 1000:.0f} "
         "ms while it streams and once at the end, so a turn of T seconds (prompt to answer, "
-        "at the client) may commit it at most floor(T / 0.25) + 1 times. Each commit rewrites "
-        "the whole text so far and is also sent as a `session/sync` notification.",
+        "at the client) may commit it at most floor(T / 0.25) + 1 times. Each streaming commit "
+        "stores the whole text in the row but announces only the new text (with its offset); "
+        "each is also sent as a `session/sync` notification.",
     ]
     bullets = [
         textwrap.fill(item, width=96, initial_indent="- ", subsequent_indent="  ") for item in items
