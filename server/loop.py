@@ -20,7 +20,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -437,7 +439,8 @@ class _Turn:
         self.last_reply = reply.id
         sink = _StepSink(self, reply)
         try:
-            result = self.r.provider.chat(request, sink, self.cancel)
+            with sink.flushing_while_silent():
+                result = self.r.provider.chat(request, sink, self.cancel)
         except ProviderCancelled:
             sink.flush()
             self._close(reply, MessageError("Cancelled", "cancelled before the answer ended"))
@@ -540,6 +543,33 @@ class _StepSink:
         self.last_flush = time.monotonic()
         self.dirty = False
         self.retrying = False
+        self._flush_lock = threading.Lock()  # the runner thread and the silence flusher
+
+    @property
+    def interval_s(self) -> float:
+        return self.turn.r.settings.flush_interval_ms / 1000
+
+    @contextmanager
+    def flushing_while_silent(self) -> Iterator[None]:
+        """Also write streamed text when the provider goes quiet: writes happen on the next
+        chunk otherwise, so a stalled stream would leave what was shown unsaved."""
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(self.interval_s):
+                if self.dirty and time.monotonic() - self.last_flush >= self.interval_s:
+                    try:
+                        self.flush()
+                    except Exception:  # the runner's own writes report the failure
+                        log.debug("background flush failed", exc_info=True)
+
+        thread = threading.Thread(target=watch, name="flush-while-silent", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _emit(self, part_id: str, part_type: str, delta: str) -> None:
         if self.retrying:
@@ -547,8 +577,7 @@ class _StepSink:
             self.turn.r._status(self.turn.session_id, "busy")
         self.turn.r.listener.delta(self.turn.session_id, self.reply.id, part_id, part_type, delta)
         self.dirty = True
-        interval = self.turn.r.settings.flush_interval_ms / 1000
-        if time.monotonic() - self.last_flush >= interval:
+        if time.monotonic() - self.last_flush >= self.interval_s:
             self.flush()
 
     def text(self, delta: str) -> None:
@@ -567,20 +596,27 @@ class _StepSink:
 
     def flush(self) -> None:
         """Write what has streamed so far (fenced by the lease)."""
-        if not self.dirty:
-            return
-        reasoning = "".join(self.reasoning_chunks)
-        text = "".join(self.text_chunks)
-        with self.turn.r.store.write() as tx:
-            self.turn.engine.fence(tx, self.turn.session_id)
-            if len(reasoning) > self.reasoning_stored:
-                body = ReasoningPart(reasoning)
-                tx.append_part_text(self.reply.id, body, self.reasoning_id, self.reasoning_stored)
-            if len(text) > self.text_stored:
-                tx.append_part_text(self.reply.id, TextPart(text), self.text_id, self.text_stored)
-        self.reasoning_stored, self.text_stored = len(reasoning), len(text)
-        self.dirty = False
-        self.last_flush = time.monotonic()
+        with self._flush_lock:
+            if not self.dirty:
+                return
+            self.dirty = False  # a chunk arriving during the write sets it again
+            reasoning = "".join(self.reasoning_chunks)
+            text = "".join(self.text_chunks)
+            try:
+                with self.turn.r.store.write() as tx:
+                    self.turn.engine.fence(tx, self.turn.session_id)
+                    if len(reasoning) > self.reasoning_stored:
+                        body = ReasoningPart(reasoning)
+                        start = self.reasoning_stored
+                        tx.append_part_text(self.reply.id, body, self.reasoning_id, start)
+                    if len(text) > self.text_stored:
+                        body_t = TextPart(text)
+                        tx.append_part_text(self.reply.id, body_t, self.text_id, self.text_stored)
+            except BaseException:
+                self.dirty = True
+                raise
+            self.reasoning_stored, self.text_stored = len(reasoning), len(text)
+            self.last_flush = time.monotonic()
 
 
 class _AnyOf:

@@ -299,3 +299,25 @@ async def test_cancel_request_on_a_prompt_stops_the_turn_and_the_session_goes_on
     assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)  # the stream was closed
     after = await server.request("session/prompt", prompt(sid, "still answering?"))
     assert after["stopReason"] == "end_turn"
+
+
+async def test_text_shown_before_a_stall_is_stored_while_the_stream_is_silent(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    sid = await new_session(server)
+    fake.push(Stall(after_chunks=3, text="shown then silence"), when="chat")
+    turn = asyncio.create_task(server.request("session/prompt", prompt(sid, "go")))
+    await server.wait_until(lambda: len(server.collected.of("session/delta")) >= 3)
+    shown = "".join(d["delta"] for d in server.collected.of("session/delta"))
+
+    def stored() -> bool:
+        appended = "".join(
+            p["data"]["delta"] for p in server.collected.syncs(sid, "message.part.delta")
+        )
+        return appended == shown
+
+    await server.wait_until(stored)  # written although no further chunk arrived
+    loaded = await server.request("session/load", {"sessionId": sid})
+    assert text_of(loaded["messages"][-1]) == shown
+    await server.request("session/cancel", {"sessionId": sid})
+    assert (await asyncio.wait_for(turn, 20))["stopReason"] == "cancelled"
