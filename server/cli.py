@@ -18,7 +18,8 @@ import sys
 from importlib.metadata import version
 
 from server.chat import build_parser, run_chat
-from server.config import Config, ConfigError, default_config_path, load_config
+from server.config import ConfigError, default_config_path, load_config
+from server.logs import setup_logging
 from server.protocol import serve_stdio
 from store import Store, StoreError, default_db_path
 
@@ -39,24 +40,9 @@ def _info(db: str | None) -> int:
     return 0 if stats.integrity == ["ok"] else 1
 
 
-def _setup_logging(config: Config) -> None:
-    level = getattr(logging, config.log_level.upper(), logging.WARNING)
-    handler: logging.Handler = (
-        logging.FileHandler(config.log_file, encoding="utf-8")
-        if config.log_file
-        else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # pygls logs every message body at INFO; keep it quieter unless debugging.
-    logging.getLogger("pygls").setLevel(max(level, logging.WARNING))
-
-
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(config_path=args.config, db_override=args.db)
-    _setup_logging(config)
+    setup_logging(config)
     stdout = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but the protocol may reach the real stdout
     code = serve_stdio(config, sys.stdin.buffer, stdout)

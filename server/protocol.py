@@ -47,6 +47,7 @@ from server.errors import (
     UNKNOWN_SESSION,
     RpcFailure,
 )
+from server.logs import setup_logging
 from server.loop import SessionStatus
 from server.service import Sidecar
 from store import NotFound, StoreError
@@ -315,6 +316,11 @@ def _register(server: SessionServer) -> None:
             config = ls.base_config.with_init_options(options or {})
         except ConfigError as e:
             raise JsonRpcException(str(e), INVALID_PARAMS) from None
+        if (config.log_file, config.log_level) != (
+            ls.base_config.log_file,
+            ls.base_config.log_level,
+        ):
+            setup_logging(config)  # logFile / logLevel given in initializationOptions
         for warning in config.warnings:
             log.warning("%s", warning)
         if ls.sidecar is not None:
@@ -413,6 +419,10 @@ def _handle_frame(server: SessionServer, length: int | None, body: bytes | None)
         _error_frame(server, msg_id, INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
         return
     is_request = "method" in data and "id" in data
+    if is_request and server.protocol._shutdown and data["method"] != "exit":
+        # pygls drops everything after `shutdown`; LSP asks for an error (InvalidRequest).
+        _error_frame(server, msg_id, INVALID_REQUEST, "invalid request: the server is shut down")
+        return
     try:
         message = server.protocol.structure_message(data)
     except Exception as e:

@@ -62,6 +62,16 @@ async def test_initialize_advertises_the_protocol_and_the_effective_config(
         await s.close()
 
 
+async def test_log_file_given_in_initialization_options_is_used(
+    tmp_path: Path, config_file: Path
+) -> None:
+    log = tmp_path / "from-editor.log"
+    options = {"logFile": str(log), "logLevel": "info", "noSuchSetting": 1}
+    s = await start(tmp_path / "db.sqlite", config=config_file, init_options=options)
+    await s.close()
+    assert "noSuchSetting" in log.read_text()  # the unknown-key warning went to the file
+
+
 async def test_a_request_without_params_is_answered(server: Session) -> None:
     assert await server.request("session/list", None) == {"sessions": []}
 

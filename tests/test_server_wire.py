@@ -172,6 +172,8 @@ def test_a_huge_prompt_inside_the_limit_is_stored_whole(raw: Raw) -> None:
 def test_shutdown_then_exit_ends_the_process_with_code_0(raw: Raw) -> None:
     raw.initialize()
     assert raw.request("shutdown")["result"] is None
+    after = raw.request("session/list", {})
+    assert after["error"]["code"] == INVALID_REQUEST  # answered, not dropped
     raw.send(encode_frame({"jsonrpc": "2.0", "method": "exit"}))
     assert raw.proc.wait(timeout=20) == 0
 
