@@ -120,6 +120,7 @@ class LoopSettings:
 @dataclass
 class _Job:
     prompt: PromptInput
+    submitted_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     future: Future[TurnOutcome] = field(default_factory=Future)
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -171,14 +172,17 @@ class PromptRunner:
                 q.worker.start()
         return job.future
 
-    def cancel(self, session_id: str) -> int:
+    def cancel(self, session_id: str, before_ms: int | None = None) -> int:
         """Stop the running turn, the queued ones and any compaction run for the session here.
 
-        Returns how many turns and compactions were told to stop.
+        With ``before_ms`` (a cancel requested at that time by another process), prompts
+        submitted later are left alone. Returns how many turns and compactions were told to stop.
         """
         with self._guard:
             q = self._queues.get(session_id)
             jobs = ([q.current] if q and q.current else []) + (list(q.jobs) if q else [])
+            if before_ms is not None:
+                jobs = [j for j in jobs if j.submitted_ms <= before_ms]
             events = [j.cancel for j in jobs] + list(self._compact_cancels.get(session_id, ()))
         for e in events:
             e.set()

@@ -102,7 +102,7 @@ class Sidecar:
                 listener,
             )
         self.listener = listener
-        self.pump = SyncPump(self.store, listener.event)
+        self.pump = SyncPump(self.store, listener.event, observe=self._observe)
         self._recovery: threading.Thread | None = None
 
     def start(self) -> None:
@@ -187,8 +187,18 @@ class Sidecar:
         return self.runner.submit(session_id, PromptInput(texts, model))
 
     def cancel(self, session_id: str) -> int:
+        """Stop the session's work here at once, and ask other processes (through the outbox)
+        to stop theirs. Returns how many turns and compactions this process stopped."""
         self._require(session_id)
-        return self.runner.cancel(session_id) if self.runner is not None else 0
+        stopped = self.runner.cancel(session_id) if self.runner is not None else 0
+        with self.store.write() as tx:
+            tx.request_cancel(session_id)
+        return stopped
+
+    def _observe(self, event: Event) -> None:
+        """Every outbox event, from any process: act on cancel requests for work run here."""
+        if event.type == "session.cancel" and self.runner is not None:
+            self.runner.cancel(event.session_id, before_ms=event.time)
 
     def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
         self._require(session_id)

@@ -29,10 +29,15 @@ BATCH = 500
 
 class SyncPump:
     def __init__(
-        self, store: Store, send: Callable[[Event], None], poll_interval_s: float = 0.05
+        self,
+        store: Store,
+        send: Callable[[Event], None],
+        poll_interval_s: float = 0.05,
+        observe: Callable[[Event], None] | None = None,
     ) -> None:
         self.store = store
         self.send = send
+        self.observe = observe  # sees every event once, followed session or not
         self.poll_interval_s = poll_interval_s
         self._lock = threading.RLock()
         self._followed: dict[str, int] = {}  # session -> events up to this seq are known
@@ -101,6 +106,11 @@ class SyncPump:
             if e.seq <= self._cursor:
                 continue
             self._cursor = e.seq
+            if self.observe is not None:
+                try:
+                    self.observe(e)
+                except Exception:
+                    log.exception("event observer failed on %s", e.seq)
             if e.session_id is not None and e.session_id in self._followed:
                 self._deliver(e)
 

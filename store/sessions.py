@@ -69,6 +69,12 @@ class SessionOps(TxBase):
         self._emit(session_id, "session.updated", updated.to_json())
         return updated
 
+    def request_cancel(self, session_id: str) -> None:
+        """Record that a client asked to stop the session's running work, for whichever
+        process runs it: the ``session.cancel`` event is the request."""
+        self.require_session(session_id)
+        self._emit(session_id, "session.cancel", {"sessionId": session_id})
+
     def delete_session(self, session_id: str) -> None:
         """Remove the session and everything in it (its outbox events stay)."""
         self.require_session(session_id)

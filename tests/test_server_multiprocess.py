@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.openai_server import FakeOpenAI, Reply, Stall
 from tests.lsp_support import start
 
 pytestmark = pytest.mark.asyncio
@@ -219,6 +219,30 @@ async def test_a_streaming_answer_reaches_the_other_server_as_appended_text(
         assert appends >= 2  # written while it streamed, not only at the end
         assert seen == text
         assert carried <= 2 * len(text)  # linear in the answer, not quadratic
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_cancel_sent_to_one_server_stops_the_turn_another_server_runs(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+) -> None:
+    db = tmp_path / "shared.db"
+    a = await start(db, config=config_file, env=env_for(fake))
+    b = await start(db, config=config_file, env=env_for(fake))
+    try:
+        sid = (await a.request("session/new", {"title": "two editors"}))["sessionId"]
+        await b.request("session/load", {"sessionId": sid})
+        fake.push(Stall(after_chunks=2, text="a long answer that stalls"), when="chat")
+        turn = asyncio.create_task(a.request("session/prompt", prompt(sid, "go")))
+        await a.wait_until(lambda: len(a.collected.of("session/delta")) >= 2)
+
+        assert await b.request("session/cancel", {"sessionId": sid}) == {"cancelled": 0}
+        result = await asyncio.wait_for(turn, 20)  # A stops: B's request reached it
+        assert result["stopReason"] == "cancelled"
+        assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)
+        again = await a.request("session/prompt", prompt(sid, "after the cancel"))
+        assert again["stopReason"] == "end_turn"  # later prompts are not cancelled
     finally:
         await a.close()
         await b.close()
