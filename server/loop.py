@@ -15,13 +15,14 @@ The loop knows no JSON-RPC: it reports through :class:`LoopListener` and returns
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,7 +218,7 @@ class PromptRunner:
         with self._guard:
             self._closed = True
             workers = [q.worker for q in self._queues.values() if q.worker]
-            sessions = list(self._queues)
+            sessions = set(self._queues) | set(self._compact_cancels)
         for s in sessions:
             self.cancel(s)
         deadline = time.monotonic() + timeout
@@ -246,7 +247,7 @@ class PromptRunner:
                 idle = not q.jobs
             if idle:
                 self._status(session_id, "idle")
-            if not job.future.cancelled():
+            with contextlib.suppress(InvalidStateError):  # cancelled by the client meanwhile
                 job.future.set_result(outcome)
 
     def _run_job(self, session_id: str, job: _Job) -> TurnOutcome:

@@ -25,7 +25,7 @@ from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_l
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
-from store import NotFound, Store
+from store import Store
 from store.models import Event, MessageWithParts, Session
 
 log = logging.getLogger(__name__)
@@ -217,4 +217,4 @@ class Sidecar:
                 raise RpcFailure(UNKNOWN_SESSION, f"unknown session: {session_id}")
 
 
-__all__ = ["ContextView", "Loaded", "NotFound", "Sidecar", "SidecarListener", "make_provider"]
+__all__ = ["ContextView", "Loaded", "Sidecar", "SidecarListener", "make_provider"]
