@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from tests.fakes.openai_server import FakeOpenAI, Reply, Stall
-from tests.lsp_support import start
+from tests.lsp_support import Session, start
 
 pytestmark = pytest.mark.asyncio
 
@@ -38,69 +39,69 @@ def prompt(session_id: str, text: str) -> dict[str, Any]:
     return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
 
 
-async def test_changes_made_by_one_server_are_pushed_by_the_other(
+@pytest_asyncio.fixture
+async def servers(
     tmp_path: Path, config_file: Path, fake: FakeOpenAI
-) -> None:
+) -> AsyncIterator[tuple[Session, Session]]:
+    """Two servers on one database file, as two editors would run them."""
     db = tmp_path / "shared.db"
     a = await start(db, config=config_file, env=env_for(fake))
     b = await start(db, config=config_file, env=env_for(fake))
-    try:
-        sid = (await a.request("session/new", {"title": "shared"}))["sessionId"]
-        loaded = await b.request("session/load", {"sessionId": sid})
-        result = await a.request("session/prompt", prompt(sid, "written by A"))
-        reply_id = result["messageId"]
+    yield a, b
+    await a.close()
+    await b.close()
 
-        def b_has_reply() -> bool:
-            return any(
-                p["type"] == "message.updated"
-                and p["data"]["id"] == reply_id
-                and p["data"].get("finish") == "stop"
-                for p in b.collected.syncs(sid)
-            )
 
-        await b.wait_until(b_has_reply)
-        seen_by_b = [p["seq"] for p in b.collected.syncs(sid)]
-        outbox = await b.request("session/events", {"after": loaded["seq"], "sessionId": sid})
-        expected = [e["seq"] for e in outbox["events"]]
-        assert seen_by_b == expected  # every event, in order, no gaps, no duplicates
-        texts = [
-            p["data"]["text"]
-            for p in b.collected.syncs(sid, "message.part.updated")
-            if p["data"]["type"] == "text"
-        ]
-        assert "written by A" in texts
-    finally:
-        await a.close()
-        await b.close()
+async def test_changes_made_by_one_server_are_pushed_by_the_other(
+    servers: tuple[Session, Session], fake: FakeOpenAI
+) -> None:
+    a, b = servers
+    sid = (await a.request("session/new", {"title": "shared"}))["sessionId"]
+    loaded = await b.request("session/load", {"sessionId": sid})
+    result = await a.request("session/prompt", prompt(sid, "written by A"))
+    reply_id = result["messageId"]
+
+    def b_has_reply() -> bool:
+        return any(
+            p["type"] == "message.updated"
+            and p["data"]["id"] == reply_id
+            and p["data"].get("finish") == "stop"
+            for p in b.collected.syncs(sid)
+        )
+
+    await b.wait_until(b_has_reply)
+    seen_by_b = [p["seq"] for p in b.collected.syncs(sid)]
+    outbox = await b.request("session/events", {"after": loaded["seq"], "sessionId": sid})
+    expected = [e["seq"] for e in outbox["events"]]
+    assert seen_by_b == expected  # every event, in order, no gaps, no duplicates
+    texts = [
+        p["data"]["text"]
+        for p in b.collected.syncs(sid, "message.part.updated")
+        if p["data"]["type"] == "text"
+    ]
+    assert "written by A" in texts
 
 
 async def test_twenty_concurrent_compacts_across_two_servers_make_one_marker_and_one_summary(
-    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+    servers: tuple[Session, Session], fake: FakeOpenAI
 ) -> None:
-    db = tmp_path / "shared.db"
-    a = await start(db, config=config_file, env=env_for(fake))
-    b = await start(db, config=config_file, env=env_for(fake))
-    try:
-        sid = (await a.request("session/new", {"title": "race"}))["sessionId"]
-        for i in range(3):
-            await a.request("session/prompt", prompt(sid, f"turn {i}"))
-        calls = [
-            (a if i % 2 == 0 else b).request("session/compact", {"sessionId": sid})
-            for i in range(20)
-        ]
-        results = await asyncio.gather(*calls)
+    a, b = servers
+    sid = (await a.request("session/new", {"title": "race"}))["sessionId"]
+    for i in range(3):
+        await a.request("session/prompt", prompt(sid, f"turn {i}"))
+    calls = [
+        (a if i % 2 == 0 else b).request("session/compact", {"sessionId": sid}) for i in range(20)
+    ]
+    results = await asyncio.gather(*calls)
 
-        assert {r["markerId"] for r in results} == {results[0]["markerId"]}
-        assert sum(1 for r in results if r["created"]) == 1
-        assert {r["status"] for r in results} == {"completed"}
-        assert {r["summaryMessageId"] for r in results} == {results[0]["summaryMessageId"]}
-        assert fake.summary_requests == 1
-        messages = (await b.request("session/load", {"sessionId": sid}))["messages"]
-        assert sum(1 for m in messages if m["info"]["kind"] == "marker") == 1
-        assert sum(1 for m in messages if m["info"].get("summary")) == 1
-    finally:
-        await a.close()
-        await b.close()
+    assert {r["markerId"] for r in results} == {results[0]["markerId"]}
+    assert sum(1 for r in results if r["created"]) == 1
+    assert {r["status"] for r in results} == {"completed"}
+    assert {r["summaryMessageId"] for r in results} == {results[0]["summaryMessageId"]}
+    assert fake.summary_requests == 1
+    messages = (await b.request("session/load", {"sessionId": sid}))["messages"]
+    assert sum(1 for m in messages if m["info"]["kind"] == "marker") == 1
+    assert sum(1 for m in messages if m["info"].get("summary")) == 1
 
 
 async def crash_mid_summary(
@@ -178,71 +179,59 @@ async def test_a_prompt_after_a_crash_finishes_the_compaction_before_answering(
 
 
 async def test_a_streaming_answer_reaches_the_other_server_as_appended_text(
-    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+    servers: tuple[Session, Session], fake: FakeOpenAI
 ) -> None:
-    db = tmp_path / "shared.db"
-    a = await start(db, config=config_file, env=env_for(fake))
-    b = await start(db, config=config_file, env=env_for(fake))
-    try:
-        sid = (await a.request("session/new", {"title": "stream"}))["sessionId"]
-        await b.request("session/load", {"sessionId": sid})
-        text = "".join(f"word{i} " for i in range(120))  # 75 chunks, 20 ms apart: ~1.5 s
-        fake.push(Reply(text), when="chat")
-        result = await a.request("session/prompt", prompt(sid, "stream it"))
-        reply_id = result["messageId"]
+    a, b = servers
+    sid = (await a.request("session/new", {"title": "stream"}))["sessionId"]
+    await b.request("session/load", {"sessionId": sid})
+    text = "".join(f"word{i} " for i in range(120))  # 75 chunks, 20 ms apart: ~1.5 s
+    fake.push(Reply(text), when="chat")
+    result = await a.request("session/prompt", prompt(sid, "stream it"))
+    reply_id = result["messageId"]
 
-        def finished() -> bool:
-            return any(
-                p["type"] == "message.updated"
-                and p["data"]["id"] == reply_id
-                and p["data"].get("finish")
-                for p in b.collected.syncs(sid)
-            )
+    def finished() -> bool:
+        return any(
+            p["type"] == "message.updated"
+            and p["data"]["id"] == reply_id
+            and p["data"].get("finish")
+            for p in b.collected.syncs(sid)
+        )
 
-        await b.wait_until(finished)
-        seen = ""
-        appends = 0
-        carried = 0  # characters of the answer carried by all these events together
-        for p in b.collected.syncs(sid):
-            data = p["data"]
-            if data.get("messageId") != reply_id or data.get("type") != "text":
-                continue
-            if p["type"] == "message.part.delta":
-                assert data["offset"] == len(seen)  # each carries only what is new
-                seen += data["delta"]
-                carried += len(data["delta"])
-                appends += 1
-            elif p["type"] == "message.part.updated":
-                assert data["text"].startswith(seen)
-                seen = data["text"]
-                carried += len(data["text"])
-        assert appends >= 2  # written while it streamed, not only at the end
-        assert seen == text
-        assert carried <= 2 * len(text)  # linear in the answer, not quadratic
-    finally:
-        await a.close()
-        await b.close()
+    await b.wait_until(finished)
+    seen = ""
+    appends = 0
+    carried = 0  # characters of the answer carried by all these events together
+    for p in b.collected.syncs(sid):
+        data = p["data"]
+        if data.get("messageId") != reply_id or data.get("type") != "text":
+            continue
+        if p["type"] == "message.part.delta":
+            assert data["offset"] == len(seen)  # each carries only what is new
+            seen += data["delta"]
+            carried += len(data["delta"])
+            appends += 1
+        elif p["type"] == "message.part.updated":
+            assert data["text"].startswith(seen)
+            seen = data["text"]
+            carried += len(data["text"])
+    assert appends >= 2  # written while it streamed, not only at the end
+    assert seen == text
+    assert carried <= 2 * len(text)  # linear in the answer, not quadratic
 
 
 async def test_cancel_sent_to_one_server_stops_the_turn_another_server_runs(
-    tmp_path: Path, config_file: Path, fake: FakeOpenAI
+    servers: tuple[Session, Session], fake: FakeOpenAI
 ) -> None:
-    db = tmp_path / "shared.db"
-    a = await start(db, config=config_file, env=env_for(fake))
-    b = await start(db, config=config_file, env=env_for(fake))
-    try:
-        sid = (await a.request("session/new", {"title": "two editors"}))["sessionId"]
-        await b.request("session/load", {"sessionId": sid})
-        fake.push(Stall(after_chunks=2, text="a long answer that stalls"), when="chat")
-        turn = asyncio.create_task(a.request("session/prompt", prompt(sid, "go")))
-        await a.wait_until(lambda: len(a.collected.of("session/delta")) >= 2)
+    a, b = servers
+    sid = (await a.request("session/new", {"title": "two editors"}))["sessionId"]
+    await b.request("session/load", {"sessionId": sid})
+    fake.push(Stall(after_chunks=2, text="a long answer that stalls"), when="chat")
+    turn = asyncio.create_task(a.request("session/prompt", prompt(sid, "go")))
+    await a.wait_until(lambda: len(a.collected.of("session/delta")) >= 2)
 
-        assert await b.request("session/cancel", {"sessionId": sid}) == {"cancelled": 0}
-        result = await asyncio.wait_for(turn, 20)  # A stops: B's request reached it
-        assert result["stopReason"] == "cancelled"
-        assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)
-        again = await a.request("session/prompt", prompt(sid, "after the cancel"))
-        assert again["stopReason"] == "end_turn"  # later prompts are not cancelled
-    finally:
-        await a.close()
-        await b.close()
+    assert await b.request("session/cancel", {"sessionId": sid}) == {"cancelled": 0}
+    result = await asyncio.wait_for(turn, 20)  # A stops: B's request reached it
+    assert result["stopReason"] == "cancelled"
+    assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)
+    again = await a.request("session/prompt", prompt(sid, "after the cancel"))
+    assert again["stopReason"] == "end_turn"  # later prompts are not cancelled
