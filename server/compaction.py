@@ -489,7 +489,7 @@ class CompactionEngine:
             return SummaryReply(
                 extractive_summary(head, previous, reason), reply.tokens
             ), "extractive"
-        return reply, "model"
+        return reply, reply.kind
 
     def _end_attempt(
         self, summary: Message, c: Compaction, name: str, code: str, message: str

@@ -147,4 +147,4 @@ class OfflineSummarizer:
             on_text(line)
         output = (len(text) + 3) // 4
         usage = TokenUsage(input=request.estimated_tokens, output=output)
-        return SummaryReply(text, usage, "offline")
+        return SummaryReply(text, usage, "offline", kind="extractive")

@@ -98,6 +98,7 @@ class SummaryReply:
     text: str
     tokens: TokenUsage | None = None
     model: str | None = None
+    kind: Literal["model", "extractive"] = "model"  # extractive: assembled, not written by a model
 
 
 class CancelToken(Protocol):

@@ -147,6 +147,7 @@ async def test_manual_compact_reports_marker_summary_and_progress(server: Sessio
     assert [p["type"] for p in marker_parts] == ["compaction"]
     assert marker_parts[0]["instructions"] == "be brief"
     assert by_id[summary]["info"]["summary"] is True
+    assert by_id[summary]["info"]["summaryKind"] == "extractive"  # the offline provider's
     assert by_id[summary]["info"]["parentId"] == marker
     assert "## Objective" in texts_of(by_id[summary])
 
