@@ -220,7 +220,6 @@ async def session_new(server: SessionServer, p: dict[str, Any]) -> Any:
     directory = P.optional_str(p, "directory", 4096)
     s = server.require()
     session = await server.call(lambda: s.new_session(title, directory))
-    await server.call(s.sync_now)
     return wire.session_created(session)
 
 
@@ -252,7 +251,6 @@ async def session_prompt(server: SessionServer, p: dict[str, Any]) -> Any:
     # Submitted on the event loop thread, so prompts queue in the order they arrived.
     future = s.prompt(session_id, texts, model)
     outcome = await asyncio.wrap_future(future)
-    await server.call(s.sync_now)
     return wire.turn(outcome)
 
 
@@ -268,6 +266,8 @@ async def session_compact(server: SessionServer, p: dict[str, Any]) -> Any:
     instructions = P.optional_str(p, "instructions", 20_000)
     s = server.require()
     outcome = await server.call(lambda: s.compact(session_id, instructions))
+    # This process's commits were sent as they happened; a compaction another process drove
+    # is only polled for, so read its events now, before the answer that reports its end.
     await server.call(s.sync_now)
     return wire.compaction(outcome)
 

@@ -208,7 +208,8 @@ class Sidecar:
         return self.engine.compact(session_id, instructions=instructions)
 
     def sync_now(self) -> None:
-        """Send every event committed so far before the caller answers its request."""
+        """Send every event committed so far, by any process. Commits made here are sent as
+        they happen; this is for other processes' commits, which are otherwise polled."""
         self.pump.catch_up()
 
     def _require(self, session_id: str) -> None:
