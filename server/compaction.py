@@ -472,7 +472,7 @@ class CompactionEngine:
     ) -> tuple[SummaryReply, SummaryKind]:
         """The model's summary, or an extractive one when the model cannot produce it."""
         try:
-            reply = self.summarizer.summarize(request, stream.on_text, _Either(cancel, lost))
+            reply = self.summarizer.summarize(request, stream.on_text, AnyCancel(cancel, lost))
         except (SummaryTooLarge, SummaryCancelled, LeaseLost):
             raise
         except Exception as e:
@@ -619,11 +619,12 @@ class _SummaryStream:
             crashpoint("mid_summary")
 
 
-class _Either:
-    """A cancel token that is set when the user cancelled or the lease was lost."""
+class AnyCancel:
+    """A cancel token that is set when any of its tokens is (None tokens are left out): the
+    user's cancel, or the lease lost under a runner."""
 
-    def __init__(self, cancel: CancelToken | None, lost: CancelToken) -> None:
-        self._tokens = [t for t in (cancel, lost) if t is not None]
+    def __init__(self, *tokens: CancelToken | None) -> None:
+        self._tokens = [t for t in tokens if t is not None]
 
     def is_set(self) -> bool:
         return any(t.is_set() for t in self._tokens)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from server.compaction import CompactionEngine, CompactionOutcome
-from server.context import build_context
+from server.compaction import AnyCancel, CompactionEngine, CompactionOutcome
+from server.context import ModelContext, build_context
 from server.errors import (
     CONTEXT_TOO_LARGE,
     INTERNAL_ERROR,
@@ -301,7 +301,7 @@ class _Turn:
         self.session_id = session_id
         self.job = job
         self.lost = lost
-        self.cancel = _AnyOf(job.cancel, lost)
+        self.cancel = AnyCancel(job.cancel, lost)
         self.prompt_id: str | None = None
         self.last_reply: str | None = None
         self.directory: str | None = None
@@ -336,13 +336,13 @@ class _Turn:
         self.r._status(self.session_id, "busy")
         overflowed = False
         for _ in range(self.r.settings.max_steps):
-            refused = self._compact_if_due()
-            if refused is not None:
-                return self.outcome("error", refused)
+            ctx = self._context_for_step()
+            if isinstance(ctx, TurnError):
+                return self.outcome("error", ctx)
             if self.cancel.is_set():
                 return self.outcome("cancelled")
             try:
-                step = self._step()
+                step = self._step(ctx)
             except ContextOverflow as e:
                 if overflowed or not self.r.settings.auto_compact:
                     return self.outcome("error", _too_large(e.message))
@@ -379,21 +379,22 @@ class _Turn:
 
     # --- compaction inside a turn -------------------------------------------------------------
 
-    def _compact_if_due(self) -> TurnError | None:
-        """Drive a compaction someone requested, or compact when the context is over the
-        usable window. Returns an error when the conversation cannot be made to fit."""
+    def _context_for_step(self) -> ModelContext | TurnError:
+        """The context the next model call gets: after driving a compaction someone requested,
+        and after compacting when the context is over the usable window. An error when the
+        conversation cannot be made to fit."""
         self._drive_active()
-        usable = self.r.settings.limits.usable()
-        if not self.r.settings.auto_compact or usable <= 0:
-            return None
         ctx = build_context(self.r.store, self.session_id)
-        if ctx.tokens < usable:
-            return None
+        usable = self.r.settings.limits.usable()
+        if not self.r.settings.auto_compact or usable <= 0 or ctx.tokens < usable:
+            return ctx
         self.r._status(self.session_id, "compacting")
         done = self.engine.compact(self.session_id, auto=True, cancel=self.job.cancel)
         self.r._status(self.session_id, "busy")
-        if done.status == "completed" or self.job.cancel.is_set():
-            return None
+        if done.status == "completed":
+            return build_context(self.r.store, self.session_id)
+        if self.job.cancel.is_set():
+            return ctx  # the turn stops before the model is called
         return _too_large(done.error.message if done.error else "compaction failed")
 
     def _drive_active(self) -> None:
@@ -420,9 +421,8 @@ class _Turn:
 
     # --- one model call -------------------------------------------------------------------------
 
-    def _step(self) -> _Step | TurnError | None:
-        """Stream one answer into a new reply message. None when cancelled."""
-        ctx = build_context(self.r.store, self.session_id)
+    def _step(self, ctx: ModelContext) -> _Step | TurnError | None:
+        """Stream one answer to ``ctx`` into a new reply message. None when cancelled."""
         tools: tuple[ToolSpec, ...] = TOOL_SPECS if self.directory else ()
         limits = self.r.settings.limits
         request = chat_request(
@@ -622,14 +622,6 @@ class _StepSink:
                 raise
             self.reasoning_stored, self.text_stored = len(reasoning), len(text)
             self.last_flush = time.monotonic()
-
-
-class _AnyOf:
-    def __init__(self, *events: threading.Event) -> None:
-        self.events = events
-
-    def is_set(self) -> bool:
-        return any(e.is_set() for e in self.events)
 
 
 def _input(call: ToolCall) -> dict[str, object]:
