@@ -7,7 +7,6 @@ transcript itself (the offline provider is not a language model).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from server.providers.base import (
@@ -22,11 +21,13 @@ from server.providers.base import (
     Usage,
 )
 from server.summary import (
+    PATH_MENTION,
     SummaryCancelled,
     SummaryFailed,
     SummaryReply,
     SummaryRequest,
     SummaryTooLarge,
+    one_line,
 )
 from server.tokens import ModelLimits
 from store.models import TokenUsage
@@ -90,14 +91,6 @@ class ProviderSummarizer:
         return SummaryReply(result.text, token_usage(result.usage), result.model)
 
 
-_PATH = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,7}\b")
-
-
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def offline_summary(request: SummaryRequest) -> str:
     """A deterministic summary made of the transcript's own sentences."""
     if not request.transcript and not request.previous_summary:
@@ -111,19 +104,19 @@ def offline_summary(request: SummaryRequest) -> str:
     files: dict[str, None] = {}
     for e in request.transcript:
         for c in e.chunks:
-            for found in _PATH.findall(c.text):
+            for found in PATH_MENTION.findall(c.text):
                 files.setdefault(found, None)
-    out = ["## Objective", _one_line(texts[0], 400) if texts else "(no user request found)"]
+    out = ["## Objective", one_line(texts[0], 400) if texts else "(no user request found)"]
     out.append("## Important Details")
     if request.previous_summary:
         out.append("Earlier summary:\n" + request.previous_summary.strip())
     if request.instructions:
-        out.append("Instructions: " + _one_line(request.instructions, 400))
+        out.append("Instructions: " + one_line(request.instructions, 400))
     out.append(f"{len(request.transcript)} messages summarized by the offline provider.")
     out.append("## Work State")
-    out += [f"- asked: {_one_line(t, 200)}" for t in texts[-5:]] or ["(none)"]
+    out += [f"- asked: {one_line(t, 200)}" for t in texts[-5:]] or ["(none)"]
     out.append("## Next Move")
-    out.append(_one_line(texts[-1], 200) if texts else "(unknown)")
+    out.append(one_line(texts[-1], 200) if texts else "(unknown)")
     out.append("## Relevant Files")
     out += [f"- {f}" for f in list(files)[:20]] or ["(none mentioned)"]
     return "\n".join(out) + "\n"

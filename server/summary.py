@@ -205,7 +205,7 @@ def build_summary_request(
 
 # --- the deterministic fallback ----------------------------------------------------------------
 
-_PATH = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)*[\w-]+\.[A-Za-z][\w]{0,7}\b")
+PATH_MENTION = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)*[\w-]+\.[A-Za-z][\w]{0,7}\b")
 _BACKTICKED = re.compile(r"`([A-Za-z_][\w.:]{2,60})`")
 _URLISH = re.compile(r"^(?:\w+\.)+(?:com|org|net|io)$")
 
@@ -224,7 +224,7 @@ def _mentions(head: tuple[MessageWithParts, ...]) -> list[str]:
                     if isinstance(value, str):
                         seen.setdefault(value, None)
             for text in texts:
-                for found in _PATH.findall(text):
+                for found in PATH_MENTION.findall(text):
                     if not _URLISH.match(found) and not found[0].isdigit():
                         seen.setdefault(found, None)
                 for found in _BACKTICKED.findall(text):
@@ -236,7 +236,7 @@ def _text_of(m: MessageWithParts) -> str:
     return "\n".join(p.body.text for p in m.parts if isinstance(p.body, TextPart)).strip()
 
 
-def _one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -254,22 +254,22 @@ def extractive_summary(
     ]
     out = [
         "## Extractive summary",
-        f"_The model could not write a summary ({_one_line(reason, 200)}); "
+        f"_The model could not write a summary ({one_line(reason, 200)}); "
         "this one was assembled from the messages themselves._",
     ]
     if previous_summary:
         out += ["## Earlier summary", previous_summary.strip()]
     out.append("## Objective")
-    out.append(_one_line(_text_of(prompts[0]), 600) if prompts else "(no user request found)")
+    out.append(one_line(_text_of(prompts[0]), 600) if prompts else "(no user request found)")
     mentions = _mentions(head)
     out.append("## Relevant Files and Identifiers")
     out += [f"- {x}" for x in mentions] or ["(none mentioned)"]
     out.append("## Recent Requests")
-    out += [f"- {_one_line(_text_of(m), 300)}" for m in prompts[-3:]] or ["(none)"]
+    out += [f"- {one_line(_text_of(m), 300)}" for m in prompts[-3:]] or ["(none)"]
     out.append("## Open Tool Errors")
     out += [
-        f"- {e.tool} {_one_line(json.dumps(e.state.input, sort_keys=True), 120)}: "
-        f"{_one_line(e.state.error or 'error', 200)}"
+        f"- {e.tool} {one_line(json.dumps(e.state.input, sort_keys=True), 120)}: "
+        f"{one_line(e.state.error or 'error', 200)}"
         for e in errors[-5:]
     ] or ["(none)"]
     return "\n".join(out) + "\n"

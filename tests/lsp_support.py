@@ -71,12 +71,6 @@ class Session:
         async with self.collected.cond:
             await asyncio.wait_for(self.collected.cond.wait_for(predicate), timeout)
 
-    @property
-    def pid(self) -> int:
-        server = self.client._server
-        assert server is not None
-        return server.pid
-
     async def close(self) -> None:
         if self.client.stopped:
             return
