@@ -1,0 +1,305 @@
+-- A pure model of one session's history: session/load results, session/sync events and
+-- session/delta notifications applied to an in-memory transcript (docs/protocol.md §5, §7).
+-- No editor calls here, so it can be tested on its own.
+--
+-- Every apply function returns what changed, for the renderer:
+--   nil                                   nothing visible changed (duplicate, other session, unknown)
+--   { messages = { [id] = true } }        these messages must be drawn again
+--   { session = true }                    the session header changed
+--   { reload = true }                     a gap was detected: load the session again
+-- plus `finished = true` when an assistant message ended and `compaction = data` on
+-- compaction.updated, so callers can refresh what depends on them.
+local M = {}
+
+local Transcript = {}
+Transcript.__index = Transcript
+
+--- Number of characters (code points) in a UTF-8 string, as the server counts them.
+function M.char_len(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+--- The part of UTF-8 string `s` after its first `n` characters.
+function M.char_drop(s, n)
+  if n <= 0 then
+    return s
+  end
+  local seen = 0
+  for i = 1, #s do
+    local b = s:byte(i)
+    if b < 128 or b >= 192 then
+      if seen == n then
+        return s:sub(i)
+      end
+      seen = seen + 1
+    end
+  end
+  return ""
+end
+
+function M.new(session_id)
+  return setmetatable({
+    session_id = session_id,
+    session = { id = session_id, title = "" },
+    seq = 0, -- the highest event seq applied
+    messages = {}, -- id -> { info = ..., parts = { [id] = part }, part_ids = { sorted } }
+    order = {}, -- message ids, sorted (ids sort by creation)
+    compactions = {}, -- marker id -> compaction.updated data
+    deleted = false,
+  }, Transcript)
+end
+
+-- Insert `id` into sorted list `list` unless present. Appending is the common case.
+local function insert_sorted(list, id)
+  local n = #list
+  if n == 0 or list[n] < id then
+    list[n + 1] = id
+    return
+  end
+  local lo, hi = 1, n
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    if list[mid] == id then
+      return
+    elseif list[mid] < id then
+      lo = mid + 1
+    else
+      hi = mid - 1
+    end
+  end
+  table.insert(list, lo, id)
+end
+
+local function remove_value(list, id)
+  for i, v in ipairs(list) do
+    if v == id then
+      table.remove(list, i)
+      return
+    end
+  end
+end
+
+function Transcript:_message(id)
+  local msg = self.messages[id]
+  if not msg then
+    -- a placeholder until its message.updated arrives (a delta can come first)
+    msg = { info = { id = id, sessionId = self.session_id }, parts = {}, part_ids = {}, placeholder = true }
+    self.messages[id] = msg
+    insert_sorted(self.order, id)
+  end
+  return msg
+end
+
+local function put_part(msg, part)
+  if not msg.parts[part.id] then
+    insert_sorted(msg.part_ids, part.id)
+  end
+  msg.parts[part.id] = part
+end
+
+local function ended(info)
+  return info.finish ~= nil or info.error ~= nil
+end
+
+--- Replace everything with a session/load result ({ session, messages, seq }).
+function Transcript:load(result)
+  self.session = result.session or self.session
+  self.seq = tonumber(result.seq) or 0
+  self.messages, self.order = {}, {}
+  self.deleted = false
+  for _, m in ipairs(result.messages or {}) do
+    local msg = { info = m.info, parts = {}, part_ids = {} }
+    for _, part in ipairs(m.parts or {}) do
+      put_part(msg, part)
+    end
+    self.messages[m.info.id] = msg
+    insert_sorted(self.order, m.info.id)
+  end
+  return { all = true }
+end
+
+local function one(id)
+  return { messages = { [id] = true } }
+end
+
+--- Apply one session/sync event ({ seq, sessionId, type, data }).
+function Transcript:apply_sync(event)
+  if event.sessionId ~= self.session_id then
+    return nil
+  end
+  local seq = tonumber(event.seq) or 0
+  if seq <= self.seq then
+    return nil -- already applied (load results and events can overlap)
+  end
+  self.seq = seq
+  local kind, data = event.type, event.data or {}
+  if kind == "session.created" or kind == "session.updated" then
+    self.session = data
+    return { session = true }
+  elseif kind == "session.deleted" then
+    self.deleted = true
+    return { session = true }
+  elseif kind == "message.updated" then
+    local msg = self:_message(data.id)
+    local was_ended = not msg.placeholder and ended(msg.info)
+    msg.info, msg.placeholder = data, nil
+    local change = one(data.id)
+    if data.role == "assistant" and ended(data) and not was_ended then
+      change.finished = true
+    end
+    return change
+  elseif kind == "message.removed" then
+    if not self.messages[data.messageId] then
+      return nil
+    end
+    self.messages[data.messageId] = nil
+    remove_value(self.order, data.messageId)
+    return one(data.messageId)
+  elseif kind == "message.part.updated" then
+    put_part(self:_message(data.messageId), data)
+    return one(data.messageId)
+  elseif kind == "message.part.removed" then
+    local msg = self.messages[data.messageId]
+    if not msg or not msg.parts[data.partId] then
+      return nil
+    end
+    msg.parts[data.partId] = nil
+    remove_value(msg.part_ids, data.partId)
+    return one(data.messageId)
+  elseif kind == "message.part.delta" then
+    local msg = self:_message(data.messageId)
+    local part = msg.parts[data.id]
+    local offset = tonumber(data.offset) or 0
+    if not part then
+      if offset ~= 0 then
+        return { reload = true } -- the text before offset never reached us
+      end
+      part = {
+        id = data.id,
+        messageId = data.messageId,
+        sessionId = data.sessionId,
+        type = data.type,
+        text = "",
+      }
+      put_part(msg, part)
+    end
+    local text = part.text or ""
+    local have = M.char_len(text)
+    if have < offset then
+      return { reload = true }
+    end
+    -- `have - offset` characters of this delta already arrived as session/delta
+    local new = M.char_drop(data.delta or "", have - offset)
+    if new == "" then
+      return nil
+    end
+    part.text = text .. new
+    return one(data.messageId)
+  elseif kind == "compaction.updated" then
+    self.compactions[data.markerId] = { data = data, seq = seq }
+    local change = one(data.markerId)
+    change.compaction = data
+    return change
+  end
+  return nil -- session.cancel and types this version does not know
+end
+
+--- Apply one session/delta notification (streamed text of this process's own turn).
+function Transcript:apply_delta(params)
+  if params.sessionId ~= self.session_id or not params.delta or params.delta == "" then
+    return nil
+  end
+  local msg = self:_message(params.messageId)
+  local part = msg.parts[params.partId]
+  if not part then
+    part = {
+      id = params.partId,
+      messageId = params.messageId,
+      sessionId = params.sessionId,
+      type = params.partType or "text",
+      text = "",
+    }
+    put_part(msg, part)
+  end
+  part.text = (part.text or "") .. params.delta
+  return one(params.messageId)
+end
+
+--- The messages in order, each { info, parts = { part, ... } in id order }.
+function Transcript:list()
+  local out = {}
+  for _, id in ipairs(self.order) do
+    out[#out + 1] = self:get(id)
+  end
+  return out
+end
+
+--- One message as { info, parts = { ... } }, or nil.
+function Transcript:get(id)
+  local msg = self.messages[id]
+  if not msg then
+    return nil
+  end
+  local parts = {}
+  for _, pid in ipairs(msg.part_ids) do
+    parts[#parts + 1] = msg.parts[pid]
+  end
+  return { info = msg.info, parts = parts }
+end
+
+--- Apply compaction.updated events read from the event log (session/events) after a load: the
+--- history has no compaction statuses. Newer data already applied wins.
+function Transcript:apply_compaction_events(events)
+  local changed = {}
+  for _, event in ipairs(events) do
+    local data, seq = event.data or {}, tonumber(event.seq) or 0
+    if event.type == "compaction.updated" and event.sessionId == self.session_id and data.markerId then
+      local known = self.compactions[data.markerId]
+      if not known or known.seq < seq then
+        self.compactions[data.markerId] = { data = data, seq = seq }
+        changed[data.markerId] = true
+      end
+    end
+  end
+  if next(changed) == nil then
+    return nil
+  end
+  return { messages = changed }
+end
+
+--- Whether the history holds a compaction marker.
+function Transcript:has_markers()
+  for _, id in ipairs(self.order) do
+    if self.messages[id].info.kind == "marker" then
+      return true
+    end
+  end
+  return false
+end
+
+--- The state of a marker's compaction: status ("pending", "running", "completed", "failed") and
+--- error ({ code, message }?). From compaction.updated when known; else inferred from the summary
+--- attempts in the history, until the events say.
+function Transcript:compaction_state(marker_id)
+  local known = self.compactions[marker_id]
+  if known then
+    return known.data.status or "pending", known.data.error
+  end
+  local status, err = "pending", nil
+  for _, id in ipairs(self.order) do
+    local info = self.messages[id].info
+    if info.kind == "summary" and info.compactionId == marker_id then
+      if info.error then
+        status, err = "failed", { code = info.error.name, message = info.error.message }
+      elseif info.finish then
+        return "completed", nil
+      else
+        status, err = "running", nil
+      end
+    end
+  end
+  return status, err
+end
+
+return M
