@@ -1,0 +1,395 @@
+// The state of one session as a client sees it: `session/load` results, `session/sync` events
+// and `session/delta` notifications applied to a typed model (docs/protocol.md §4, §5, §7).
+// Pure TypeScript: no `vscode` import, so `node --test` can exercise it.
+
+import type {
+  CompactionError,
+  CompactionInfo,
+  CompactionPart,
+  CompactionStatus,
+  DeltaParams,
+  LoadResult,
+  MessageInfo,
+  Part,
+  PartDeltaData,
+  SessionInfo,
+  StoredMessage,
+  SyncEvent,
+  UnknownEvent,
+} from "./protocol";
+
+/**
+ * What applying one notification did.
+ * - `applied`: the model changed (or the event was of a known type and moved the cursor);
+ * - `stale`: the event's seq is not above the cursor, so it was already applied (dropped);
+ * - `other-session`: the event belongs to another session (dropped);
+ * - `ignored`: an event type this client does not know (the cursor still moves);
+ * - `gap`: a `message.part.delta` whose offset is past the text held: something was missed and
+ *   the session must be loaded again.
+ */
+export type ApplyOutcome = "applied" | "stale" | "other-session" | "ignored" | "gap";
+
+/** A compaction as the client knows it: from `compaction.updated` events, else derived. */
+export interface CompactionState {
+  markerId: string;
+  status: CompactionStatus;
+  auto: boolean;
+  overflow: boolean;
+  summaryMessageId?: string;
+  error?: CompactionError;
+  attempts: number;
+  /** The seq of the event this state came from; 0 when derived from history alone. */
+  seq: number;
+}
+
+interface MessageEntry {
+  /** Undefined while only parts or deltas of the message have arrived. */
+  info: MessageInfo | undefined;
+  parts: Map<string, Part>;
+  rev: number;
+}
+
+/** A plain, comparable copy of the model (what a test compares with a fresh `session/load`). */
+export interface TranscriptSnapshot {
+  session: SessionInfo | undefined;
+  deleted: boolean;
+  messages: StoredMessage[];
+  compactions: CompactionState[];
+}
+
+const byId = <T extends { id: string }>(a: T, b: T): number =>
+  a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+
+export function isAssistantInProgress(info: MessageInfo): boolean {
+  return info.role === "assistant" && info.finish === undefined && info.error === undefined;
+}
+
+export function isSuccessfulAssistant(info: MessageInfo): boolean {
+  return info.role === "assistant" && info.finish !== undefined && info.error === undefined;
+}
+
+export class Transcript {
+  readonly sessionId: string;
+  session: SessionInfo | undefined;
+  deleted = false;
+  /** The highest seq applied: events at or below it are dropped. */
+  seq = 0;
+  private readonly entries = new Map<string, MessageEntry>();
+  private readonly explicitCompactions = new Map<string, CompactionState>();
+  private readonly compactionRevs = new Map<string, number>();
+  private nextRev = 1;
+  /** Bumped on every change; cheap way for a caller to tell whether anything moved. */
+  version = 0;
+
+  constructor(sessionId: string) {
+    this.sessionId = sessionId;
+  }
+
+  static fromLoad(result: LoadResult): Transcript {
+    const t = new Transcript(result.session.id);
+    t.load(result);
+    return t;
+  }
+
+  /** Replace everything with a `session/load` result (compaction states from events are kept). */
+  load(result: LoadResult): void {
+    if (result.session.id !== this.sessionId) {
+      throw new Error(`load of ${result.session.id} applied to ${this.sessionId}`);
+    }
+    this.session = result.session;
+    this.deleted = false;
+    this.entries.clear();
+    for (const m of result.messages) {
+      const parts = new Map<string, Part>();
+      for (const p of m.parts) parts.set(p.id, p);
+      this.entries.set(m.info.id, { info: m.info, parts, rev: this.bump() });
+    }
+    // Explicit compaction states stay only when they are not older than this history.
+    for (const [id, state] of this.explicitCompactions) {
+      if (state.seq > result.seq || !this.entries.has(id)) this.explicitCompactions.delete(id);
+    }
+    this.seq = result.seq;
+    this.changed();
+  }
+
+  /** Apply one `session/sync` event. */
+  applyEvent(event: SyncEvent | UnknownEvent): ApplyOutcome {
+    if (event.sessionId !== this.sessionId) return "other-session";
+    if (event.seq <= this.seq) return "stale";
+    this.seq = event.seq;
+    const e = event as SyncEvent;
+    switch (e.type) {
+      case "session.created":
+      case "session.updated":
+        this.session = e.data;
+        this.changed();
+        return "applied";
+      case "session.deleted":
+        this.deleted = true;
+        this.changed();
+        return "applied";
+      case "session.cancel":
+        return "applied";
+      case "message.updated":
+        this.upsertInfo(e.data);
+        return "applied";
+      case "message.removed":
+        if (this.entries.delete(e.data.messageId)) this.changed();
+        return "applied";
+      case "message.part.updated":
+        this.upsertPart(e.data);
+        return "applied";
+      case "message.part.removed": {
+        const entry = this.entries.get(e.data.messageId);
+        if (entry?.parts.delete(e.data.partId)) this.touch(entry);
+        return "applied";
+      }
+      case "message.part.delta":
+        return this.applyPartDelta(e.data);
+      case "compaction.updated":
+        this.setCompaction(e.data, e.seq);
+        return "applied";
+      default:
+        return "ignored";
+    }
+  }
+
+  /** Apply a `session/delta` notification: append streamed text at once. */
+  applyDelta(delta: DeltaParams): ApplyOutcome {
+    if (delta.sessionId !== this.sessionId) return "other-session";
+    const entry = this.entry(delta.messageId);
+    const part = entry.parts.get(delta.partId);
+    if (part === undefined) {
+      entry.parts.set(delta.partId, {
+        id: delta.partId,
+        messageId: delta.messageId,
+        sessionId: delta.sessionId,
+        type: delta.partType,
+        text: delta.delta,
+      });
+    } else if (part.type === "text" || part.type === "reasoning") {
+      entry.parts.set(part.id, { ...part, text: part.text + delta.delta });
+    } else {
+      return "ignored";
+    }
+    this.touch(entry);
+    return "applied";
+  }
+
+  /**
+   * Learn compaction statuses from older events (e.g. `session/events` read after a load, since
+   * `session/load` carries no status). Only `compaction.updated` events are used, each only
+   * when it is newer than what is known for its marker; the cursor does not move.
+   */
+  applyCompactionHistory(events: readonly (SyncEvent | UnknownEvent)[]): void {
+    for (const event of events) {
+      if (event.sessionId !== this.sessionId || event.type !== "compaction.updated") continue;
+      const data = (event as Extract<SyncEvent, { type: "compaction.updated" }>).data;
+      const known = this.explicitCompactions.get(data.markerId);
+      if (known !== undefined && known.seq >= event.seq) continue;
+      this.setCompaction(data, event.seq);
+    }
+  }
+
+  /** Messages whose info is known, oldest first, parts in id order. */
+  messages(): StoredMessage[] {
+    const out: StoredMessage[] = [];
+    for (const entry of this.entries.values()) {
+      if (entry.info === undefined) continue;
+      out.push({ info: entry.info, parts: [...entry.parts.values()].sort(byId) });
+    }
+    return out.sort((a, b) => byId(a.info, b.info));
+  }
+
+  message(id: string): StoredMessage | undefined {
+    const entry = this.entries.get(id);
+    if (entry?.info === undefined) return undefined;
+    return { info: entry.info, parts: [...entry.parts.values()].sort(byId) };
+  }
+
+  /** A revision number for the message that changes whenever the message or its parts do. */
+  messageRev(id: string): number {
+    return this.entries.get(id)?.rev ?? 0;
+  }
+
+  /** A revision number for the compaction that changes whenever its known state does. */
+  compactionRev(markerId: string): number {
+    return this.compactionRevs.get(markerId) ?? 0;
+  }
+
+  /** The marker's compaction part, if it has arrived. */
+  compactionPart(markerId: string): CompactionPart | undefined {
+    const entry = this.entries.get(markerId);
+    if (entry === undefined) return undefined;
+    for (const p of entry.parts.values()) if (p.type === "compaction") return p;
+    return undefined;
+  }
+
+  /** The compaction of a marker: its last `compaction.updated`, else derived from history. */
+  compaction(markerId: string): CompactionState | undefined {
+    const explicit = this.explicitCompactions.get(markerId);
+    if (explicit !== undefined) return explicit;
+    const marker = this.entries.get(markerId);
+    if (marker?.info?.kind !== "marker") return undefined;
+    return this.deriveCompaction(markerId);
+  }
+
+  /** Every marker's compaction, in history order. */
+  compactions(): CompactionState[] {
+    const out: CompactionState[] = [];
+    for (const m of this.messages()) {
+      if (m.info.kind !== "marker") continue;
+      const c = this.compaction(m.info.id);
+      if (c !== undefined) out.push(c);
+    }
+    return out;
+  }
+
+  /** Whether some compaction of the session is pending or running, as far as is known. */
+  activeCompaction(): CompactionState | undefined {
+    return this.compactions().find((c) => c.status === "pending" || c.status === "running");
+  }
+
+  /** Whether an assistant message (reply or summary) is still being written. */
+  hasMessageInProgress(): boolean {
+    for (const entry of this.entries.values()) {
+      if (entry.info !== undefined && isAssistantInProgress(entry.info)) return true;
+    }
+    return false;
+  }
+
+  snapshot(): TranscriptSnapshot {
+    return {
+      session: this.session,
+      deleted: this.deleted,
+      messages: this.messages(),
+      compactions: this.compactions(),
+    };
+  }
+
+  // -- internals ------------------------------------------------------------------------------
+
+  private applyPartDelta(data: PartDeltaData): ApplyOutcome {
+    const entry = this.entry(data.messageId);
+    const part = entry.parts.get(data.id);
+    if (part === undefined) {
+      if (data.offset !== 0) return "gap";
+      entry.parts.set(data.id, {
+        id: data.id,
+        messageId: data.messageId,
+        sessionId: data.sessionId,
+        type: data.type,
+        text: data.delta,
+      });
+      this.touch(entry);
+      return "applied";
+    }
+    if (part.type !== "text" && part.type !== "reasoning") return "ignored";
+    const held = part.text.length;
+    if (held < data.offset) return "gap";
+    const end = data.offset + data.delta.length;
+    if (held >= end) return "applied"; // the session/delta stream already brought this text
+    entry.parts.set(part.id, { ...part, text: part.text + data.delta.slice(held - data.offset) });
+    this.touch(entry);
+    return "applied";
+  }
+
+  private upsertInfo(info: MessageInfo): void {
+    const entry = this.entry(info.id);
+    entry.info = info;
+    this.touch(entry);
+    if (info.compactionId !== undefined) this.bumpCompaction(info.compactionId);
+  }
+
+  private upsertPart(part: Part): void {
+    const entry = this.entry(part.messageId);
+    entry.parts.set(part.id, part);
+    this.touch(entry);
+  }
+
+  private setCompaction(data: CompactionInfo, seq: number): void {
+    const state: CompactionState = {
+      markerId: data.markerId,
+      status: data.status,
+      auto: data.auto,
+      overflow: data.overflow,
+      attempts: data.attempts,
+      seq,
+    };
+    if (data.summaryMessageId !== undefined) state.summaryMessageId = data.summaryMessageId;
+    if (data.error !== undefined) state.error = data.error;
+    this.explicitCompactions.set(data.markerId, state);
+    this.bumpCompaction(data.markerId);
+    this.changed();
+  }
+
+  private deriveCompaction(markerId: string): CompactionState {
+    const part = this.compactionPart(markerId);
+    const attempts: { info: MessageInfo }[] = [];
+    let later = false;
+    for (const [id, entry] of this.entries) {
+      const info = entry.info;
+      if (info === undefined) continue;
+      if (info.kind === "summary" && (info.compactionId ?? info.parentId) === markerId) {
+        attempts.push({ info });
+      } else if (id > markerId && info.kind !== "summary") {
+        later = true;
+      }
+    }
+    attempts.sort((a, b) => byId(a.info, b.info));
+    const base = {
+      markerId,
+      auto: part?.auto ?? false,
+      overflow: part?.overflow ?? false,
+      attempts: attempts.length,
+      seq: 0,
+    };
+    const success = attempts.find((m) => isSuccessfulAssistant(m.info));
+    if (success !== undefined) {
+      return { ...base, status: "completed", summaryMessageId: success.info.id };
+    }
+    const last = attempts[attempts.length - 1];
+    if (last !== undefined && isAssistantInProgress(last.info)) return { ...base, status: "running" };
+    if (last?.info.error !== undefined) {
+      const code = last.info.error.name === "Cancelled" ? "cancelled" : last.info.error.name;
+      return { ...base, status: "failed", error: { code, message: last.info.error.message } };
+    }
+    // No attempt: pending, unless the conversation went on past it (then it was closed).
+    if (later) {
+      return {
+        ...base,
+        status: "failed",
+        error: { code: "stale", message: "closed without a summary" },
+      };
+    }
+    return { ...base, status: "pending" };
+  }
+
+  private entry(messageId: string): MessageEntry {
+    let entry = this.entries.get(messageId);
+    if (entry === undefined) {
+      entry = { info: undefined, parts: new Map(), rev: this.bump() };
+      this.entries.set(messageId, entry);
+    }
+    return entry;
+  }
+
+  private touch(entry: MessageEntry): void {
+    entry.rev = this.bump();
+    const compactionId = entry.info?.compactionId;
+    if (compactionId !== undefined) this.bumpCompaction(compactionId);
+    this.changed();
+  }
+
+  private bumpCompaction(markerId: string): void {
+    this.compactionRevs.set(markerId, this.bump());
+  }
+
+  private bump(): number {
+    return this.nextRev++;
+  }
+
+  private changed(): void {
+    this.version++;
+  }
+}
