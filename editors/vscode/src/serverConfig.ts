@@ -104,7 +104,7 @@ export function resolveExecutable(
 /** The message shown when the executable cannot be found. */
 export function notFoundMessage(serverPath: string): string {
   return (
-    `sessionlsp not found at "${serverPath}": install it with \`pip install sessionlsp\` ` +
+    `sessionlsp not found at "${serverPath}": install it with \`pip install <sessionlsp checkout>\` ` +
     "or set sessionlsp.serverPath to the sessionlsp executable."
   );
 }

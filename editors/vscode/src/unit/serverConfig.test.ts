@@ -90,7 +90,7 @@ describe("finding the executable", () => {
   test("the_not_found_message_says_how_to_fix_it", () => {
     const m = notFoundMessage("/opt/x/sessionlsp");
     assert.match(m, /sessionlsp not found at "\/opt\/x\/sessionlsp"/);
-    assert.match(m, /pip install sessionlsp/);
+    assert.match(m, /pip install <sessionlsp checkout>/);
     assert.match(m, /sessionlsp\.serverPath/);
   });
 });
