@@ -334,6 +334,13 @@ class CompactionEngine:
         Returns the active (or just completed) compaction's outcome, or None when there is
         nothing to do or a live runner holds the session.
         """
+        with self.store.read() as tx:  # usually nothing to repair: then write nothing
+            if (
+                tx.get_lease(session_id) is None
+                and tx.active_compaction(session_id) is None
+                and not tx.unfinished_assistants(session_id)
+            ):
+                return None
         lock = self.session_lock(session_id)
         if not lock.acquire(blocking=False):
             return None

@@ -24,6 +24,7 @@ import os
 import re
 import stat
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -244,7 +245,7 @@ class Config:
         return {
             "provider": self.provider,
             "model": self.model,
-            "baseUrl": self.base_url,
+            "baseUrl": _masked_url(self.base_url),
             "contextLimit": self.context_limit,
             "outputLimit": self.output_limit,
             "autoCompact": self.auto_compact,
@@ -256,6 +257,18 @@ class Config:
             "sources": {camel: self.sources.get(name, DEFAULT) for name, camel in _CAMEL.items()},
             "warnings": list(self.warnings),
         }
+
+
+def _masked_url(url: str | None) -> str | None:
+    """The URL with a password in its user info shown as ``***`` (it is a credential)."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@" + parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def default_config_path() -> Path:

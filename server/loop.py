@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+import apsw
+
 from server.compaction import AnyCancel, CompactionEngine, CompactionOutcome
 from server.context import ModelContext, build_context
 from server.errors import (
@@ -50,7 +52,7 @@ from server.providers.base import (
 from server.summarizers import token_usage
 from server.tokens import ModelLimits, estimate_text, is_overflow
 from server.tools import TOOL_SPECS, run_tool
-from store import LeaseLost, Store, StoreError
+from store import LeaseLost, NotFound, Store, StoreError
 from store.ids import new_id
 from store.models import (
     Message,
@@ -235,8 +237,16 @@ class PromptRunner:
                     q.current = None
                     return
                 job = q.current = q.jobs.popleft()
+            unknown: NotFound | None = None
             try:
                 outcome = self._run_job(session_id, job)
+            except (StoreError, apsw.Error) as e:  # e.g. locked or full while taking the lease
+                if isinstance(e, NotFound) and e.what == "session":  # deleted before the turn
+                    unknown, outcome = e, TurnOutcome("cancelled", None, None)
+                else:
+                    log.warning("turn in %s stopped: %s", session_id, e)
+                    error = TurnError("StorageError", _brief(e), STORAGE_ERROR)
+                    outcome = TurnOutcome("error", None, None, error)
             except Exception as e:  # a bug: answer the prompt rather than leave it hanging
                 log.exception("turn failed in session %s", session_id)
                 outcome = TurnOutcome(
@@ -248,7 +258,10 @@ class PromptRunner:
             if idle:
                 self._status(session_id, "idle")
             with contextlib.suppress(InvalidStateError):  # cancelled by the client meanwhile
-                job.future.set_result(outcome)
+                if unknown is not None:
+                    job.future.set_exception(unknown)  # answered as an unknown session
+                else:
+                    job.future.set_result(outcome)
 
     def _run_job(self, session_id: str, job: _Job) -> TurnOutcome:
         if job.cancel.is_set():
@@ -316,7 +329,7 @@ class _Turn:
     def run(self) -> TurnOutcome:
         try:
             return self._run()
-        except (LeaseLost, StoreError) as e:
+        except (LeaseLost, StoreError, apsw.Error) as e:
             if self.job.cancel.is_set():  # e.g. the session was deleted under the turn
                 return self.outcome("cancelled")
             log.warning("turn in %s stopped: %s", self.session_id, e)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from server.errors import invalid_params
 
 MAX_TEXT_CHARS = 1_000_000  # one prompt text; the frame limit caps the whole message
 MAX_ID_CHARS = 200
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can spell them; UTF-8 cannot hold them
 
 
 def as_object(params: Any) -> dict[str, Any]:
@@ -39,6 +41,8 @@ def _str(p: dict[str, Any], name: str, max_chars: int) -> str:
         raise invalid_params(name, f"is longer than {max_chars} characters")
     if "\x00" in value:
         raise invalid_params(name, "must not contain NUL characters")
+    if _LONE_SURROGATE.search(value):
+        raise invalid_params(name, "must not contain lone surrogates (not valid Unicode)")
     return value
 
 
@@ -72,6 +76,9 @@ def prompt_texts(p: dict[str, Any]) -> tuple[str, ...]:
             raise invalid_params(f"{where}.text", f"must be a string, got {_kind(text)}")
         if len(text) > MAX_TEXT_CHARS:
             raise invalid_params(f"{where}.text", f"is longer than {MAX_TEXT_CHARS} characters")
+        if _LONE_SURROGATE.search(text):
+            problem = "must not contain lone surrogates (not valid Unicode)"
+            raise invalid_params(f"{where}.text", problem)
         texts.append(text)
     if not any(t.strip() for t in texts):
         raise invalid_params("prompt", "has no text")

@@ -97,7 +97,8 @@ class SessionServer(LanguageServer):
         self.sidecar: Sidecar | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
-        self._progress: dict[str, str] = {}  # marker id -> "creating" | "begun" | "ended"
+        # marker id -> "creating" | "begun" | "ended" | "end-requested completed|failed"
+        self._progress: dict[str, str] = {}
         _register(self)
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -161,8 +162,10 @@ class SessionServer(LanguageServer):
                 self.work_done_progress.begin(
                     token, types.WorkDoneProgressBegin(title=title, message="summarizing")
                 )
-                if self._progress.get(marker) == "end-requested":
-                    self.work_done_progress.end(token, types.WorkDoneProgressEnd("done"))
+                ended = self._progress.get(marker, "")
+                if ended.startswith("end-requested "):  # it finished before the client answered
+                    outcome = ended.removeprefix("end-requested ")
+                    self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome))
                     self._progress[marker] = "ended"
                 else:
                     self._progress[marker] = "begun"
@@ -174,7 +177,8 @@ class SessionServer(LanguageServer):
                 self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
                 self._progress[marker] = "ended"
             elif state == "creating":
-                self._progress[marker] = "end-requested"
+                outcome = "completed" if status == "completed" else "failed"
+                self._progress[marker] = f"end-requested {outcome}"
 
 
 Handler = Callable[[SessionServer, dict[str, Any]], Awaitable[Any]]
@@ -406,7 +410,9 @@ def _handle_frame(server: SessionServer, length: int | None, body: bytes | None)
         return
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:
+        # ValueError: not UTF-8, not JSON, or an integer literal over Python's digit limit;
+        # RecursionError: nesting deeper than the decoder's stack.
         _error_frame(server, None, PARSE_ERROR, f"parse error: {type(e).__name__}")
         return
     if not isinstance(data, dict):
@@ -419,6 +425,12 @@ def _handle_frame(server: SessionServer, length: int | None, body: bytes | None)
         _error_frame(server, msg_id, INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
         return
     is_request = "method" in data and "id" in data
+    if is_request and isinstance(data["id"], bool | list | dict):
+        # JSON-RPC ids are strings or numbers; pygls would fail on an unhashable one.
+        _error_frame(
+            server, None, INVALID_REQUEST, "invalid request: id must be a string or a number"
+        )
+        return
     if is_request and server.protocol._shutdown and data["method"] != "exit":
         # pygls drops everything after `shutdown`; LSP asks for an error (InvalidRequest).
         _error_frame(server, msg_id, INVALID_REQUEST, "invalid request: the server is shut down")
@@ -429,6 +441,13 @@ def _handle_frame(server: SessionServer, length: int | None, body: bytes | None)
         log.warning("could not read %s: %s", data.get("method"), type(e).__name__)
         if is_request:
             _error_frame(server, msg_id, INVALID_PARAMS, f"invalid params for {data['method']}")
+        return
+    if is_request and not (hasattr(message, "id") and hasattr(message, "method")):
+        # An LSP notification method (or a response) sent with an id: pygls would drop the id
+        # and never answer; a request must get an answer.
+        _error_frame(
+            server, msg_id, INVALID_REQUEST, f"invalid request: {data['method']} is not a request"
+        )
         return
     try:
         server.protocol.handle_message(message)

@@ -7,11 +7,15 @@ these methods; an Agent Client Protocol front end can call the same ones.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
+
+import apsw
 
 from server.compaction import CompactionEngine, CompactionOutcome, CompactionSettings
 from server.config import Config
@@ -25,7 +29,7 @@ from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_l
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
-from store import Store
+from store import Store, StoreError
 from store.models import Event, MessageWithParts, Session
 
 log = logging.getLogger(__name__)
@@ -143,8 +147,11 @@ class Sidecar:
             return tx.list_sessions(directory, limit)
 
     def load(self, session_id: str) -> Loaded:
-        self._require(session_id)
-        self.engine.recover(session_id)
+        with self._existing(session_id):
+            try:
+                self.engine.recover(session_id)
+            except apsw.ReadOnlyError as e:  # nothing can be repaired; show the history as is
+                log.warning("cannot repair %s in a read-only database: %s", session_id, e)
         with self.store.read() as tx:
             session = tx.require_session(session_id)
             messages = tx.history(session_id)
@@ -153,16 +160,16 @@ class Sidecar:
         return Loaded(session, messages, seq)
 
     def context(self, session_id: str) -> ContextView:
-        self._require(session_id)
-        return ContextView(build_context(self.store, session_id), self.setup.limits)
+        with self._existing(session_id):
+            return ContextView(build_context(self.store, session_id), self.setup.limits)
 
     def delete(self, session_id: str) -> None:
-        self._require(session_id)
-        self.pump.follow(session_id)
-        if self.runner is not None:
-            self.runner.cancel(session_id)
-        with self.store.write() as tx:
-            tx.delete_session(session_id)
+        with self._existing(session_id):
+            self.pump.follow(session_id)
+            if self.runner is not None:
+                self.runner.cancel(session_id)
+            with self.store.write() as tx:
+                tx.delete_session(session_id)
         self.pump.unfollow(session_id)
 
     def events(self, after: int, session_id: str | None, limit: int) -> tuple[list[Event], int]:
@@ -189,10 +196,10 @@ class Sidecar:
     def cancel(self, session_id: str) -> int:
         """Stop the session's work here at once, and ask other processes (through the outbox)
         to stop theirs. Returns how many turns and compactions this process stopped."""
-        self._require(session_id)
-        stopped = self.runner.cancel(session_id) if self.runner is not None else 0
-        with self.store.write() as tx:
-            tx.request_cancel(session_id)
+        with self._existing(session_id):
+            stopped = self.runner.cancel(session_id) if self.runner is not None else 0
+            with self.store.write() as tx:
+                tx.request_cancel(session_id)
         return stopped
 
     def _observe(self, event: Event) -> None:
@@ -201,11 +208,11 @@ class Sidecar:
             self.runner.cancel(event.session_id, before_ms=event.time)
 
     def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
-        self._require(session_id)
-        self.pump.follow(session_id)
-        if self.runner is not None:
-            return self.runner.compact(session_id, instructions)
-        return self.engine.compact(session_id, instructions=instructions)
+        with self._existing(session_id):
+            self.pump.follow(session_id)
+            if self.runner is not None:
+                return self.runner.compact(session_id, instructions)
+            return self.engine.compact(session_id, instructions=instructions)
 
     def sync_now(self) -> None:
         """Send every event committed so far, by any process. Commits made here are sent as
@@ -216,6 +223,23 @@ class Sidecar:
         with self.store.read() as tx:
             if tx.get_session(session_id) is None:
                 raise RpcFailure(UNKNOWN_SESSION, f"unknown session: {session_id}")
+
+    @contextlib.contextmanager
+    def _existing(self, session_id: str) -> Iterator[None]:
+        """The session must exist; when the work fails because the session was deleted
+        meanwhile (here or by another process), that is an unknown session, not a storage
+        error (a foreign key, or an unknown compaction)."""
+        self._require(session_id)
+        try:
+            yield
+        except (StoreError, apsw.Error) as e:
+            try:
+                self._require(session_id)
+            except RpcFailure:
+                raise RpcFailure(UNKNOWN_SESSION, f"unknown session: {session_id}") from None
+            except Exception:
+                raise e from None
+            raise
 
 
 __all__ = ["ContextView", "Loaded", "Sidecar", "SidecarListener", "make_provider"]
