@@ -320,6 +320,8 @@ def _register(server: SessionServer) -> None:
             config = ls.base_config.with_init_options(options or {})
         except ConfigError as e:
             raise JsonRpcException(str(e), INVALID_PARAMS) from None
+        if ls.sidecar is not None:  # a second initialize: checked, not applied (protocol.md)
+            return
         if (config.log_file, config.log_level) != (
             ls.base_config.log_file,
             ls.base_config.log_level,
@@ -327,8 +329,6 @@ def _register(server: SessionServer) -> None:
             setup_logging(config)  # logFile / logLevel given in initializationOptions
         for warning in config.warnings:
             log.warning("%s", warning)
-        if ls.sidecar is not None:
-            return
         try:
             ls.sidecar = Sidecar(config, ls)
         except (StoreError, apsw.Error, OSError) as e:

@@ -109,6 +109,19 @@ def test_a_request_before_initialize_is_refused_with_server_not_initialized(raw:
     assert raw.request("session/list")["result"] == {"sessions": []}
 
 
+def test_a_second_initialize_does_not_apply_its_log_file(raw: Raw, tmp_path: Path) -> None:
+    raw.initialize()
+    log_file = tmp_path / "second.log"
+    options = {"logFile": str(log_file), "logLevel": "debug"}
+    reply = raw.request(
+        "initialize", {"processId": None, "capabilities": {}, "initializationOptions": options}
+    )
+    assert "capabilities" in reply["result"]
+    assert raw.request("session/new", {})["result"]["session"]["id"]
+    assert raw.close() == 0
+    assert not log_file.exists()
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
