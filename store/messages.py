@@ -209,8 +209,11 @@ class MessageOps(TxBase):
         return _message(row) if row else None
 
     def unfinished_assistants(self, session_id: str) -> list[Message]:
+        # Every turn asks this first, so it must not read the history: without statistics
+        # SQLite would walk message_by_session to avoid sorting the (few) unfinished rows.
         rows = self._rows(
-            f"SELECT {_MCOLS} FROM message WHERE session_id = ? AND kind IN ('reply', 'summary')"
+            f"SELECT {_MCOLS} FROM message INDEXED BY message_unfinished"
+            " WHERE session_id = ? AND kind IN ('reply', 'summary')"
             " AND finish IS NULL AND error IS NULL ORDER BY id",
             (session_id,),
         )
