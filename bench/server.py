@@ -17,7 +17,6 @@ import collections
 import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -31,14 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.fake_provider import LONG_PREFIX, long_text
+from bench.fake_provider import LONG_PREFIX, FakeProvider, long_text
+from bench.stats import Spread, spread
 from server.rpc_client import RpcClient
 
 ROOT = Path(__file__).resolve().parent.parent
-SPAWN_RUNS = 15
-PROMPT_RUNS = 30
 PROMPT_WARMUP = 3
-LONG_RUNS = 7
 LONG_TOKENS = 20_000
 CHARS_PER_TOKEN = 4
 LONG_CHARS = LONG_TOKENS * CHARS_PER_TOKEN
@@ -46,25 +43,21 @@ CHUNK_CHARS = 4
 FLUSH_INTERVAL_S = 0.25  # LoopSettings.flush_interval_ms
 TIMEOUT_S = 60.0
 
+
+@dataclass(frozen=True)
+class Runs:
+    """How many times each figure is measured."""
+
+    spawn: int = 15
+    prompt: int = 30
+    long: int = 7
+
+
+QUICK = Runs(spawn=3, prompt=10, long=2)
+
 SESSIONLSP = [sys.executable, "-m", "server.cli", "serve"]
 ECHO = [sys.executable, "-m", "bench.echo_server"]
 BARE = [sys.executable, "-c", "pass"]
-
-
-@dataclass(frozen=True)
-class Spread:
-    median: float
-    p10: float
-    p90: float
-    n: int
-
-    def show(self, digits: int = 1) -> str:
-        return f"{self.median:,.{digits}f} ({self.p10:,.{digits}f}-{self.p90:,.{digits}f})"
-
-
-def spread(samples: list[float]) -> Spread:
-    deciles = statistics.quantiles(samples, n=10, method="inclusive")
-    return Spread(statistics.median(samples), deciles[0], deciles[-1], len(samples))
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -109,7 +102,7 @@ def _bare_ms() -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def startup(workdir: Path) -> Startup:
+def startup(workdir: Path, runs: int) -> Startup:
     config = workdir / "empty.toml"
     config.write_text("", encoding="utf-8")
     db = workdir / "startup.db"
@@ -123,7 +116,7 @@ def startup(workdir: Path) -> Startup:
     }
     # Round-robin so that drift on the machine hits all three alike; run 0 warms the page
     # cache, the bytecode caches and creates the database, and is not counted.
-    for run in range(SPAWN_RUNS + 1):
+    for run in range(runs + 1):
         for name, measure in measures.items():
             ms = measure()
             if run:
@@ -137,26 +130,8 @@ def startup(workdir: Path) -> Startup:
 @contextmanager
 def fake_provider(chunk_chars: int = CHUNK_CHARS) -> Iterator[str]:
     """Start bench/fake_provider.py; yields its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_provider", str(chunk_chars)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        env=_env(),
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        base_url = process.stdout.readline().decode().strip()
-        if not base_url.startswith("http://"):
-            raise RuntimeError(f"the fake provider did not start: {base_url!r}")
-        yield base_url
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with FakeProvider(chunk_chars) as fake:
+        yield fake.base_url
 
 
 def _provider_env(provider: str, base_url: str | None) -> dict[str, str]:
@@ -241,13 +216,13 @@ def _round_trip_ms(client: RpcClient, method: str, params: Any) -> float:
     return (answered[0] - t0) * 1000
 
 
-def _prompt_series(client: RpcClient) -> tuple[Spread, Spread, Spread]:
-    """(first delta, whole turn, session/list round trip) over PROMPT_RUNS prompts."""
+def _prompt_series(client: RpcClient, runs: int) -> tuple[Spread, Spread, Spread]:
+    """(first delta, whole turn, session/list round trip) over ``runs`` prompts."""
     session_id = _new_session(client, "first delta")
     firsts: list[float] = []
     turns: list[float] = []
     lists: list[float] = []
-    for i in range(PROMPT_WARMUP + PROMPT_RUNS):
+    for i in range(PROMPT_WARMUP + runs):
         first, turn = _first_delta(client, session_id, f"prompt number {i}")
         listed = _round_trip_ms(client, "session/list", {"limit": 1})
         if i >= PROMPT_WARMUP:
@@ -257,13 +232,13 @@ def _prompt_series(client: RpcClient) -> tuple[Spread, Spread, Spread]:
     return spread(firsts), spread(turns), spread(lists)
 
 
-def _echo_series() -> Spread:
+def _echo_series(runs: int) -> Spread:
     client = _spawn(ECHO, _env())
     try:
         client.initialize(timeout=TIMEOUT_S)
         samples = [
             _round_trip_ms(client, "echo", {"text": f"prompt number {i}"})
-            for i in range(PROMPT_WARMUP + PROMPT_RUNS)
+            for i in range(PROMPT_WARMUP + runs)
         ]
     finally:
         client.close()
@@ -278,6 +253,7 @@ class LongAnswer:
     deltas: int
     chars: int
     span_s: float  # first delta -> last delta, at the client
+    first_s: float  # prompt sent -> first delta
     turn_s: float  # prompt sent -> its answer
     text_commits: int  # message.part.delta/updated events of the reply's text part
     commit_bound: int  # floor(turn / 250 ms) + 1 final write
@@ -371,6 +347,7 @@ def long_answer(client: RpcClient, run: int) -> LongAnswer:
         deltas=len(pieces),
         chars=len(streamed),
         span_s=stamps[1] - stamps[0],
+        first_s=stamps[0] - t0,
         turn_s=turn_s,
         text_commits=commits,
         commit_bound=int(turn_s / FLUSH_INTERVAL_S) + 1,
@@ -437,6 +414,7 @@ def fake_rate(base_url: str) -> FakeRate:
 
 @dataclass(frozen=True)
 class Results:
+    runs: Runs
     startup: Startup
     first_delta: FirstDelta
     long: list[LongAnswer]
@@ -445,25 +423,25 @@ class Results:
     load: tuple[float, float, float]  # the 1, 5 and 15 minute load averages at the start
 
 
-def run(workdir: Path) -> Results:
+def run(workdir: Path, runs: Runs) -> Results:
     t0 = time.perf_counter()
     load = os.getloadavg()
-    boot = startup(workdir)
-    echo = _echo_series()
+    boot = startup(workdir, runs.spawn)
+    echo = _echo_series(runs.prompt)
     with sessionlsp(workdir, "offline", _provider_env("offline", None)) as client:
-        offline, offline_turn, _ = _prompt_series(client)
+        offline, offline_turn, _ = _prompt_series(client, runs.prompt)
     with fake_provider() as base_url:
         fake_rate(base_url)  # warm-up
-        fakes = [fake_rate(base_url) for _ in range(LONG_RUNS)]
+        fakes = [fake_rate(base_url) for _ in range(runs.long)]
         with sessionlsp(workdir, "openai", _provider_env("openai", base_url)) as client:
-            openai, openai_turn, session_list = _prompt_series(client)
+            openai, openai_turn, session_list = _prompt_series(client, runs.prompt)
             long_answer(client, 0)  # warm-up
-            longs = [long_answer(client, run) for run in range(1, LONG_RUNS + 1)]
+            longs = [long_answer(client, run) for run in range(1, runs.long + 1)]
     first = FirstDelta(openai, openai_turn, offline, offline_turn, echo, session_list)
-    return Results(boot, first, longs, fakes, time.perf_counter() - t0, load)
+    return Results(runs, boot, first, longs, fakes, time.perf_counter() - t0, load)
 
 
-def describe() -> str:
+def describe(runs: Runs) -> str:
     """What the section measures and how, wrapped for the doc."""
     intro = (
         "Three processes, as in use: `sessionlsp serve` over stdio with LSP framing, the fake "
@@ -475,11 +453,11 @@ def describe() -> str:
     items = [
         "**Spawn to `initialize` answer**: from `Popen` of `python -m server.cli serve --db DB "
         "--config empty.toml` (offline provider, the database already created) to the "
-        f"`initialize` result; {SPAWN_RUNS} runs, round-robin with the baselines after one "
+        f"`initialize` result; {runs.spawn} runs, round-robin with the baselines after one "
         "uncounted round. Baselines: `python -c pass` from spawn to exit, and a minimal pygls 2 "
         "server with one `echo` request (bench/echo_server.py) from spawn to its `initialize` "
         "result.",
-        f"**`session/prompt` to first `session/delta`**: {PROMPT_RUNS} prompts in one session "
+        f"**`session/prompt` to first `session/delta`**: {runs.prompt} prompts in one session "
         f"after {PROMPT_WARMUP} uncounted ones, with the openai provider pointed at the fake (an "
         f"instant answer of a few words in {CHUNK_CHARS}-character chunks), and again with the "
         "offline provider. Baseline: an `echo` request to the pygls server, from sending it to "
@@ -489,9 +467,9 @@ def describe() -> str:
         f"**Streaming a {LONG_TOKENS:,}-token answer**: the fake streams {LONG_CHARS:,} "
         f"characters in {CHUNK_CHARS}-character chunks, one SSE event each, and sessionlsp "
         "sends one `session/delta` per chunk; the client counts them and times the first to "
-        f"the last. {LONG_RUNS} answers, each in a new session, after an uncounted one. "
+        f"the last. {runs.long} answers, each in a new session, after an uncounted one. "
         "Baseline: the fake's own rate to a plain `http.client` reader that only drains the "
-        f"SSE stream ({LONG_RUNS} runs). The joined deltas are checked against the stored text "
+        f"SSE stream ({runs.long} runs). The joined deltas are checked against the stored text "
         "(`session/load`) and against the text the fake sent.",
         "**Durable commits per answer**: the `message.part.delta` (while streaming) and "
         "`message.part.updated` (the final write) events of the reply's text "
@@ -572,7 +550,8 @@ def report(r: Results) -> str:
     checked = (
         "equal the stored text and the fake's text in every run"
         if not mismatched
-        else f"DO NOT equal the stored text or the fake's text in {mismatched} runs of {LONG_RUNS}"
+        else f"DO NOT equal the stored text or the fake's text in {mismatched} runs of "
+        f"{r.runs.long}"
     )
     note = (
         f"Deltas per {LONG_TOKENS:,}-token answer: {', '.join(f'{d:,}' for d in sorted(deltas))}; "

@@ -10,9 +10,12 @@ base URL pointed here) and by benchmarks::
         assert fake.wait_for_requests(2, timeout=5)
 
 Every ``POST /v1/chat/completions`` consumes the first queued step whose ``when`` matches the
-request (``"summary"`` requests are the ones whose first system message is the summarizer's
-prompt); with no matching step it streams the default reply: ``"Echo: "`` plus the first 200
-characters of the last user message, or :data:`DEFAULT_SUMMARY` for a summary request.
+request (``"summary"`` requests are the ones whose first system message starts with one of
+``summary_prefixes``, by default the summarizer's prompt); with no matching step it streams the
+default reply: ``"Echo: "`` plus the first 200 characters of the last user message, or
+:data:`DEFAULT_SUMMARY` for a summary request. :attr:`FakeOpenAI.served` gives how long each
+request took to answer, :attr:`FakeOpenAI.stalls` how many :class:`Stall` steps have sent their
+chunks and gone silent.
 
 Runnable on its own: ``python -m tests.fakes.openai_server --port 0 --delay-ms 0
 --chunk-chars 4`` prints its base URL on the first line of stdout and serves until
@@ -131,7 +134,7 @@ Step = Reply | HttpError | Stall | Cut | Raw
 class RecordedRequest:
     body: dict[str, Any]  # the parsed JSON body
     headers: dict[str, str]  # header names in lower case
-    summary: bool  # the first system message is the summarizer's prompt
+    summary: bool  # the first system message starts with one of the fake's summary_prefixes
     at: float  # time.monotonic() when it arrived
     path: str
     step: str  # the step that answered it: "default", "Reply", "HttpError", ...
@@ -164,13 +167,14 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def is_summary_request(body: dict[str, Any]) -> bool:
+def is_summary_request(body: dict[str, Any], prefixes: Sequence[str] = (SUMMARY_PREFIX,)) -> bool:
+    """Whether the first system message of ``body`` starts with one of ``prefixes``."""
     messages = body.get("messages")
     if not isinstance(messages, list):
         return False
     for message in messages:
         if isinstance(message, dict) and message.get("role") == "system":
-            return _content_text(message.get("content")).startswith(SUMMARY_PREFIX)
+            return _content_text(message.get("content")).startswith(tuple(prefixes))
     return False
 
 
@@ -284,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": "the body is not a JSON object"}})
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
-        step = self.fake._take(body, headers, self.path)
+        step, index = self.fake._take(body, headers, self.path)
         try:
             self._answer(body, headers, step)
         except _Aborted:
@@ -292,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
             self.fake._record_disconnect()
+        finally:
+            self.fake._record_served(index)
 
     def _answer(self, body: dict[str, Any], headers: dict[str, str], step: Step | None) -> None:
         fake = self.fake
@@ -306,6 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._http_error(headers, step)
         elif isinstance(step, Stall):
             self._stream_partial(body, step.text, step.chunk_chars, step.after_chunks)
+            fake._record_stall()
             if self._hold():
                 fake._record_disconnect()
             self.close_connection = True
@@ -470,6 +477,7 @@ class FakeOpenAI:
         usage: Callable[[dict[str, Any], str], tuple[int, int]] | None = None,
         reply: Callable[[dict[str, Any]], str] | None = None,
         summary_text: str = DEFAULT_SUMMARY,
+        summary_prefixes: Sequence[str] = (SUMMARY_PREFIX,),
     ) -> None:
         self.model = model
         self.chunk_chars = chunk_chars
@@ -479,12 +487,15 @@ class FakeOpenAI:
         self.usage = usage  # (request body, answer text) -> (prompt_tokens, completion_tokens)
         self.reply = reply  # request body -> answer text, for chat requests
         self.summary_text = summary_text
+        self.summary_prefixes = tuple(summary_prefixes)
         self._host = host
         self._port = port
         self._cond = threading.Condition()
         self._steps: list[tuple[Step, When | Predicate]] = []
         self._requests: list[RecordedRequest] = []
         self._disconnects = 0
+        self._stalls = 0
+        self._finished: dict[int, float] = {}
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
         self._server: _Server | None = None
@@ -600,6 +611,28 @@ class FakeOpenAI:
         with self._cond:
             return self._disconnects
 
+    @property
+    def stalls(self) -> int:
+        """:class:`Stall` steps that have sent their chunks and are holding the response open."""
+        with self._cond:
+            return self._stalls
+
+    @property
+    def served(self) -> list[tuple[float, float | None]]:
+        """For each request in arrival order: ``(arrived, answered)`` in ``time.monotonic()``
+        seconds; ``answered`` is when the fake finished writing the response (or gave up on
+        it), ``None`` while it is still being answered."""
+        with self._cond:
+            return [(r.at, self._finished.get(i)) for i, r in enumerate(self._requests)]
+
+    def is_summary(self, body: dict[str, Any]) -> bool:
+        """Whether ``body`` is a summary request by this fake's ``summary_prefixes``."""
+        return is_summary_request(body, self.summary_prefixes)
+
+    def wait_for_stalls(self, n: int = 1, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._stalls >= n, timeout)
+
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: len(self._requests) >= n, timeout)
@@ -623,8 +656,21 @@ class FakeOpenAI:
             self._disconnects += 1
             self._cond.notify_all()
 
-    def _take(self, body: dict[str, Any], headers: dict[str, str], path: str) -> Step | None:
-        summary = is_summary_request(body)
+    def _record_stall(self) -> None:
+        with self._cond:
+            self._stalls += 1
+            self._cond.notify_all()
+
+    def _record_served(self, index: int) -> None:
+        with self._cond:
+            self._finished[index] = time.monotonic()
+            self._cond.notify_all()
+
+    def _take(
+        self, body: dict[str, Any], headers: dict[str, str], path: str
+    ) -> tuple[Step | None, int]:
+        """The step that answers this request, and the request's index in :attr:`requests`."""
+        summary = self.is_summary(body)
         kind = "summary" if summary else "chat"
         with self._cond:
             step: Step | None = None
@@ -633,6 +679,7 @@ class FakeOpenAI:
                     step = candidate
                     del self._steps[i]
                     break
+            index = len(self._requests)
             self._requests.append(
                 RecordedRequest(
                     body=body,
@@ -644,10 +691,10 @@ class FakeOpenAI:
                 )
             )
             self._cond.notify_all()
-        return step
+        return step, index
 
     def _default_reply(self, body: dict[str, Any]) -> Reply:
-        if is_summary_request(body):
+        if self.is_summary(body):
             return Reply(self.summary_text)
         if self.reply is not None:
             return Reply(self.reply(body))
