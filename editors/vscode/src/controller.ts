@@ -4,6 +4,7 @@
 // vscode-jsonrpc MessageConnection both satisfy, so the node tests drive this same code.
 
 import {
+  type CancelResult,
   type CompactResult,
   type CompactionInfo,
   type ContextResult,
@@ -242,8 +243,10 @@ export class SessionController {
     if (token !== this.loadToken) return;
     const buffered = this.loading.buffered;
     this.loading = undefined;
-    const t = new Transcript(sessionId);
-    t.load(result);
+    if (result.session.id !== sessionId) {
+      throw new Error(`session/load of ${sessionId} returned ${result.session.id}`);
+    }
+    const t = Transcript.fromLoad(result);
     this.transcript = t;
     this.upsertSession(result.session);
     let gap = false;
@@ -291,7 +294,7 @@ export class SessionController {
   async cancel(): Promise<number> {
     const sessionId = this.currentSessionId;
     if (sessionId === undefined) return 0;
-    const result = await this.rpc.sendRequest<{ cancelled: number }>(Methods.cancel, { sessionId });
+    const result = await this.rpc.sendRequest<CancelResult>(Methods.cancel, { sessionId });
     return result.cancelled;
   }
 

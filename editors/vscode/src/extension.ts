@@ -8,7 +8,7 @@ import { CHAT_VIEW_ID, ChatViewProvider } from "./chatView";
 import { CompactionProgress } from "./compactionProgress";
 import { CONTEXT_SCHEME, renderContext } from "./contextDocument";
 import { SessionController } from "./controller";
-import { shortTime } from "./format";
+import { sessionTitle, shortTime } from "./format";
 import { ErrorCodes, type PromptResult } from "./protocol";
 import { API_KEY_SECRET, ServerConnection } from "./server";
 import { StatusBar } from "./statusBar";
@@ -50,23 +50,19 @@ function workspaceDirectory(): string | undefined {
   return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 }
 
+/** A command's string argument, else what the user types (undefined: the box was dismissed). */
+async function argumentOrAsk(arg: unknown, options: vscode.InputBoxOptions): Promise<string | undefined> {
+  return typeof arg === "string" ? arg : vscode.window.showInputBox({ ignoreFocusOut: true, ...options });
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<SessionlspApi> {
   const output = vscode.window.createOutputChannel("sessionlsp", { log: true });
   let chat: ChatViewProvider | undefined;
   let statusBar: StatusBar | undefined;
 
-  // The controller talks through server.rpc, which follows restarts; `server` is assigned
-  // before any request can be made.
-  const rpc = {
-    sendRequest: <R>(method: string, params: unknown): Promise<R> =>
-      server.rpc.sendRequest<R>(method, params),
-  };
-  const controller = new SessionController(rpc, {
-    directory: workspaceDirectory(),
-    log: (m) => output.warn(m),
-  });
-
-  const server: ServerConnection = new ServerConnection(context, output, {
+  // The handlers run only once the server has started, after `controller` exists; the
+  // controller talks through server.rpc, which follows restarts.
+  const server = new ServerConnection(context, output, {
     sync: (e) => controller.handleSync(e),
     delta: (d) => controller.handleDelta(d),
     status: (s) => controller.handleStatus(s),
@@ -75,6 +71,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
       chat?.setProblem(message);
       statusBar?.setProblem(message);
     },
+  });
+  const controller = new SessionController(server.rpc, {
+    directory: workspaceDirectory(),
+    log: (m) => output.warn(m),
   });
 
   async function restore(): Promise<void> {
@@ -165,14 +165,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
       chat?.focusPrompt();
     }),
     vscode.commands.registerCommand("sessionlsp.prompt", async (text?: unknown) => {
-      const prompt =
-        typeof text === "string"
-          ? text
-          : await vscode.window.showInputBox({
-              title: "sessionlsp: Prompt",
-              prompt: "Send a prompt to the session shown in the chat view (a new one when none is)",
-              ignoreFocusOut: true,
-            });
+      const prompt = await argumentOrAsk(text, {
+        title: "sessionlsp: Prompt",
+        prompt: "Send a prompt to the session shown in the chat view (a new one when none is)",
+      });
       if (prompt === undefined || prompt.trim() === "") return;
       await revealChat();
       await actions.prompt(prompt);
@@ -182,14 +178,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
         void vscode.window.showInformationMessage("sessionlsp: no session is open.");
         return;
       }
-      const given =
-        typeof instructions === "string"
-          ? instructions
-          : await vscode.window.showInputBox({
-              title: "sessionlsp: Compact Session",
-              prompt: "Optional: what the summary must keep (Enter with nothing to compact without)",
-              ignoreFocusOut: true,
-            });
+      const given = await argumentOrAsk(instructions, {
+        title: "sessionlsp: Compact Session",
+        prompt: "Optional: what the summary must keep (Enter with nothing to compact without)",
+      });
       if (given === undefined) return;
       await actions.compact(given);
     }),
@@ -215,7 +207,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
         const sessions = await controller.refreshSessions();
         const pick = await vscode.window.showQuickPick(
           sessions.map((s) => ({
-            label: s.title.trim() === "" ? "Untitled session" : s.title,
+            label: sessionTitle(s),
             description: s.directory ?? "",
             detail: `${s.id} · updated ${shortTime(s.time.updated)}`,
             id: s.id,

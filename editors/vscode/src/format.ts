@@ -25,10 +25,15 @@ export function shortTime(ms: number): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+/** A session's title, or "Untitled session" when it has none. */
+export function sessionTitle(s: SessionInfo): string {
+  const title = s.title.trim();
+  return title === "" ? "Untitled session" : title;
+}
+
 /** What the session picker shows for a session. */
 export function sessionLabel(s: SessionInfo): string {
-  const title = s.title.trim() === "" ? "Untitled session" : s.title.trim();
-  return `${title} · ${shortTime(s.time.updated)}`;
+  return `${sessionTitle(s)} · ${shortTime(s.time.updated)}`;
 }
 
 const STATE_ICONS: Record<UiState, string> = {

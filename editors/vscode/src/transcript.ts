@@ -3,10 +3,8 @@
 // Pure TypeScript: no `vscode` import, so `node --test` can exercise it.
 
 import type {
-  CompactionError,
   CompactionInfo,
   CompactionPart,
-  CompactionStatus,
   DeltaParams,
   LoadResult,
   MessageInfo,
@@ -30,14 +28,7 @@ import type {
 export type ApplyOutcome = "applied" | "stale" | "other-session" | "ignored" | "gap";
 
 /** A compaction as the client knows it: from `compaction.updated` events, else derived. */
-export interface CompactionState {
-  markerId: string;
-  status: CompactionStatus;
-  auto: boolean;
-  overflow: boolean;
-  summaryMessageId?: string;
-  error?: CompactionError;
-  attempts: number;
+export interface CompactionState extends CompactionInfo {
   /** The seq of the event this state came from; 0 when derived from history alone. */
   seq: number;
 }
@@ -68,6 +59,14 @@ export function isSuccessfulAssistant(info: MessageInfo): boolean {
   return info.role === "assistant" && info.finish !== undefined && info.error === undefined;
 }
 
+/**
+ * The marker (compaction) a message belongs to: its `compactionId`, or for a summary without
+ * one, its parent. Undefined for messages outside any compaction.
+ */
+export function compactionOwner(info: MessageInfo): string | undefined {
+  return info.compactionId ?? (info.kind === "summary" ? info.parentId : undefined);
+}
+
 export class Transcript {
   readonly sessionId: string;
   session: SessionInfo | undefined;
@@ -85,31 +84,18 @@ export class Transcript {
     this.sessionId = sessionId;
   }
 
+  /** A transcript holding a `session/load` result, its cursor at the result's seq. */
   static fromLoad(result: LoadResult): Transcript {
     const t = new Transcript(result.session.id);
-    t.load(result);
-    return t;
-  }
-
-  /** Replace everything with a `session/load` result (compaction states from events are kept). */
-  load(result: LoadResult): void {
-    if (result.session.id !== this.sessionId) {
-      throw new Error(`load of ${result.session.id} applied to ${this.sessionId}`);
-    }
-    this.session = result.session;
-    this.deleted = false;
-    this.entries.clear();
+    t.session = result.session;
     for (const m of result.messages) {
       const parts = new Map<string, Part>();
       for (const p of m.parts) parts.set(p.id, p);
-      this.entries.set(m.info.id, { info: m.info, parts, rev: this.bump() });
+      t.entries.set(m.info.id, { info: m.info, parts, rev: t.bump() });
     }
-    // Explicit compaction states stay only when they are not older than this history.
-    for (const [id, state] of this.explicitCompactions) {
-      if (state.seq > result.seq || !this.entries.has(id)) this.explicitCompactions.delete(id);
-    }
-    this.seq = result.seq;
-    this.changed();
+    t.seq = result.seq;
+    t.changed();
+    return t;
   }
 
   /** Apply one `session/sync` event. */
@@ -133,9 +119,14 @@ export class Transcript {
       case "message.updated":
         this.upsertInfo(e.data);
         return "applied";
-      case "message.removed":
-        if (this.entries.delete(e.data.messageId)) this.changed();
+      case "message.removed": {
+        const info = this.entries.get(e.data.messageId)?.info;
+        if (!this.entries.delete(e.data.messageId)) return "applied";
+        const owner = info === undefined ? undefined : compactionOwner(info);
+        if (owner !== undefined) this.bumpCompaction(owner);
+        this.changed();
         return "applied";
+      }
       case "message.part.updated":
         this.upsertPart(e.data);
         return "applied";
@@ -298,7 +289,6 @@ export class Transcript {
     const entry = this.entry(info.id);
     entry.info = info;
     this.touch(entry);
-    if (info.compactionId !== undefined) this.bumpCompaction(info.compactionId);
   }
 
   private upsertPart(part: Part): void {
@@ -330,7 +320,7 @@ export class Transcript {
     for (const [id, entry] of this.entries) {
       const info = entry.info;
       if (info === undefined) continue;
-      if (info.kind === "summary" && (info.compactionId ?? info.parentId) === markerId) {
+      if (info.kind === "summary" && compactionOwner(info) === markerId) {
         attempts.push({ info });
       } else if (id > markerId && info.kind !== "summary") {
         later = true;
@@ -376,8 +366,8 @@ export class Transcript {
 
   private touch(entry: MessageEntry): void {
     entry.rev = this.bump();
-    const compactionId = entry.info?.compactionId;
-    if (compactionId !== undefined) this.bumpCompaction(compactionId);
+    const owner = entry.info === undefined ? undefined : compactionOwner(entry.info);
+    if (owner !== undefined) this.bumpCompaction(owner);
     this.changed();
   }
 

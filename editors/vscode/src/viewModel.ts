@@ -2,7 +2,12 @@
 // since the last message so that streaming sends only the message being written. Pure.
 
 import type { Part, StoredMessage } from "./protocol";
-import { isAssistantInProgress, isSuccessfulAssistant, type Transcript } from "./transcript";
+import {
+  compactionOwner,
+  isAssistantInProgress,
+  isSuccessfulAssistant,
+  type Transcript,
+} from "./transcript";
 import type {
   CompactionItem,
   MessageItem,
@@ -119,7 +124,7 @@ export function buildItems(
   const members = new Map<string, StoredMessage[]>();
   const memberIds = new Set<string>();
   for (const m of messages) {
-    const owner = m.info.compactionId ?? (m.info.kind === "summary" ? m.info.parentId : undefined);
+    const owner = compactionOwner(m.info);
     if (owner !== undefined && markers.has(owner) && FOLDED_INTO_BLOCK.has(m.info.kind)) {
       const list = members.get(owner) ?? [];
       list.push(m);

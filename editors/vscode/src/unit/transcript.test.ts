@@ -95,6 +95,27 @@ describe("applying session/load and session/sync", () => {
     assert.equal(t.message("msg_1"), undefined);
   });
 
+  test("every_event_type_the_protocol_lists_is_applied_not_ignored", () => {
+    // docs/protocol.md §5: the event types a client must handle.
+    const t = new Transcript(SID);
+    const events = [
+      ev("session.created", session(SID, "a"), 1),
+      ev("message.updated", prompt("msg_1"), 2),
+      ev("message.part.updated", text("prt_1", "msg_1", "a"), 3),
+      partDelta("msg_1", "prt_1", 1, "b", 4),
+      compactionUpdated("msg_1", "pending", {}, 5),
+      ev("session.cancel", { sessionId: SID }, 6),
+      ev("session.updated", session(SID, "b"), 7),
+      ev("message.part.removed", { sessionId: SID, messageId: "msg_1", partId: "prt_1" }, 8),
+      ev("message.removed", { sessionId: SID, messageId: "msg_1" }, 9),
+      ev("session.deleted", { id: SID }, 10),
+    ];
+    for (const e of events) {
+      assert.equal(t.applyEvent(e), "applied", e.type);
+      assert.equal(t.seq, e.seq, e.type);
+    }
+  });
+
   test("session_events_update_and_delete_the_session", () => {
     const t = new Transcript(SID);
     t.applyEvent(ev("session.created", session(SID, "a"), 1));
@@ -249,6 +270,24 @@ describe("compactions", () => {
     t.applyEvent(compactionUpdated("msg_5", "completed", {}, 21));
     t.applyCompactionHistory([compactionUpdated("msg_5", "failed", {}, 15)]);
     assert.equal(t.compaction("msg_5")?.status, "completed");
+  });
+
+  test("removing_a_summary_moves_the_compaction_revision", () => {
+    const t = Transcript.fromLoad(loaded([marker, summary({ finish: "stop" })], 9));
+    const before = t.compactionRev("msg_5");
+    t.applyEvent(ev("message.removed", { sessionId: SID, messageId: "msg_6" }, 10));
+    assert.notEqual(t.compactionRev("msg_5"), before);
+    assert.equal(t.compaction("msg_5")?.status, "pending");
+  });
+
+  test("a_summary_known_only_by_its_parent_moves_its_markers_revision", () => {
+    const t = Transcript.fromLoad(loaded([marker], 9));
+    const orphan = info("msg_6", { kind: "summary", summary: true, parentId: "msg_5" });
+    t.applyEvent(ev("message.updated", orphan, 10));
+    const before = t.compactionRev("msg_5");
+    t.applyEvent(ev("message.part.updated", text("prt_6", "msg_6", "summary so far"), 11));
+    assert.notEqual(t.compactionRev("msg_5"), before);
+    assert.equal(t.compaction("msg_5")?.status, "running");
   });
 
   test("a_summary_change_moves_the_compaction_revision", () => {

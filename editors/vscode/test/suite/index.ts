@@ -5,10 +5,10 @@
 import * as vscode from "vscode";
 
 import type { SessionlspApi } from "../../src/api";
+import { CONTEXT_SCHEME } from "../../src/contextDocument";
 import { assert, Suite, waitFor } from "./runner";
 
 const EXTENSION_ID = "sessionlsp.sessionlsp";
-const CONTEXT_SCHEME = "sessionlsp-context";
 /** The palette commands the extension must offer (package.json may add more). */
 const REQUIRED_COMMANDS = [
   "sessionlsp.newSession",
