@@ -106,7 +106,7 @@ export class ServerConnection implements vscode.Disposable {
   info: ServerCapabilityInfo | undefined;
   private stopping = false;
   private starting: Promise<boolean> | undefined;
-  private readonly readyWaiters: (() => void)[] = [];
+  private readonly readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   readonly rpc: Rpc = {
     sendRequest: <R>(method: string, params: unknown): Promise<R> => {
@@ -124,10 +124,15 @@ export class ServerConnection implements vscode.Disposable {
     private readonly handlers: ServerHandlers,
   ) {}
 
-  /** Resolves once a server is running (now, or after a later successful start). */
+  /** Resolves once the server is running: now, or when the start under way succeeds. Rejects
+   * when no start is under way or it fails, so a prompt never waits on a server that is not
+   * coming (the failure itself is shown by `fail`). */
   whenRunning(): Promise<void> {
     if (this.client?.isRunning() === true) return Promise.resolve();
-    return new Promise((resolve) => this.readyWaiters.push(resolve));
+    if (this.starting === undefined) {
+      return Promise.reject(new Error("the sessionlsp server is not running"));
+    }
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
   /** Start the server; resolves true when it runs. Never throws: failures are shown. */
@@ -246,7 +251,7 @@ export class ServerConnection implements vscode.Disposable {
     this.output.info(`sessionlsp started: ${command} (provider ${this.info?.provider ?? "?"})`);
     this.handlers.problem(undefined);
     this.handlers.connected(this.info);
-    for (const resolve of this.readyWaiters.splice(0)) resolve();
+    for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
     return true;
   }
 
@@ -269,6 +274,8 @@ export class ServerConnection implements vscode.Disposable {
   ): void {
     this.output.error(message);
     this.handlers.problem(message);
+    const failure = new Error("the sessionlsp server is not running");
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(failure);
     void vscode.window.showErrorMessage(message, ...actions).then((choice) => {
       if (choice !== undefined) void onChoice(choice);
     });
