@@ -123,6 +123,9 @@ class _Control:
             return {"mark": len(fake.requests)}
         if op == "requests":
             since = int(command.get("since", 0))
+            # Requests first: a request arriving in between makes ``served`` longer, never
+            # shorter, than the requests read.
+            requests = fake.requests[since:]
             served = fake.served
             return {
                 "requests": [
@@ -133,7 +136,7 @@ class _Control:
                         "messages": len(r.messages),
                         "tools": len(r.body.get("tools") or []),
                     }
-                    for i, r in enumerate(fake.requests[since:])
+                    for i, r in enumerate(requests)
                 ]
             }
         if op == "set":

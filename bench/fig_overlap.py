@@ -115,7 +115,9 @@ def run(arena: Arena) -> Overlaps:
             ours.append(_sessionlsp_run(arena, main, clients))
     peer: list[Overlap] = []
     home = arena.opencode_home("overlap")
-    with arena.opencode(home, TIGHT) as server, ThreadPoolExecutor(CLIENTS + 1) as pool:
+    # The server stops before the pool is joined: on an error a call still waiting on it
+    # then ends at once instead of at its timeout.
+    with ThreadPoolExecutor(CLIENTS + 1) as pool, arena.opencode(home, TIGHT) as server:
         for _ in range(runs):
             sid = server.create_session("overlapping triggers")
             for i in range(3):

@@ -12,7 +12,7 @@ a marker is **misbound**.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,30 +81,45 @@ def _summary(info: dict[str, Any], parent_key: str) -> Summary:
     )
 
 
-def from_sessionlsp(messages: Iterable[dict[str, Any]]) -> History:
+def _read(
+    messages: Iterable[dict[str, Any]],
+    is_marker: Callable[[dict[str, Any]], bool],
+    is_summary: Callable[[dict[str, Any]], bool],
+    parent_key: str,
+) -> History:
     markers: list[str] = []
     summaries: list[Summary] = []
     count = 0
     for message in messages:
         count += 1
         info = message["info"]
-        if info.get("kind") == "marker":
+        if is_marker(message):
             markers.append(str(info["id"]))
-        if info.get("summary"):
-            summaries.append(_summary(info, "parentId"))
+        if is_summary(info):
+            summaries.append(_summary(info, parent_key))
     return History(count, tuple(markers), tuple(summaries))
+
+
+def from_sessionlsp(messages: Iterable[dict[str, Any]]) -> History:
+    return _read(
+        messages,
+        lambda m: m["info"].get("kind") == "marker",
+        lambda info: bool(info.get("summary")),
+        "parentId",
+    )
+
+
+def _opencode_marker(message: dict[str, Any]) -> bool:
+    parts = message.get("parts") or []
+    return message["info"].get("role") == "user" and any(
+        p.get("type") == "compaction" for p in parts
+    )
 
 
 def from_opencode(messages: Iterable[dict[str, Any]]) -> History:
-    markers: list[str] = []
-    summaries: list[Summary] = []
-    count = 0
-    for message in messages:
-        count += 1
-        info = message["info"]
-        parts = message.get("parts") or []
-        if info.get("role") == "user" and any(p.get("type") == "compaction" for p in parts):
-            markers.append(str(info["id"]))
-        if info.get("role") == "assistant" and info.get("summary"):
-            summaries.append(_summary(info, "parentID"))
-    return History(count, tuple(markers), tuple(summaries))
+    return _read(
+        messages,
+        _opencode_marker,
+        lambda info: info.get("role") == "assistant" and bool(info.get("summary")),
+        "parentID",
+    )

@@ -116,7 +116,9 @@ class EventStream:
         self._conn.request("GET", "/event", headers={"Accept": "text/event-stream"})
         self._response = self._conn.getresponse()
         if self._response.status != 200:
-            raise HttpError(self._response.status, self._response.read().decode())
+            body = self._response.read().decode()
+            self._conn.close()
+            raise HttpError(self._response.status, body)
         self._callback = callback
         self._closed = threading.Event()
         self.connected = threading.Event()
@@ -220,9 +222,16 @@ class OpenCodeServer:
         return str(self._ok("POST", "/session", {"title": title})["id"])
 
     def prompt(self, session_id: str, text: str, timeout: float = TIMEOUT_S) -> dict[str, Any]:
-        """Send a prompt; returns the last assistant message when the turn is done."""
+        """Send a prompt; returns the last assistant message when the turn is done.
+
+        opencode answers 200 also when the turn failed (the provider's error is in the
+        message's ``info.error``): that raises here, so that a failed turn is never timed or
+        counted as an answered one."""
         body = {"parts": [{"type": "text", "text": text}]}
         result: dict[str, Any] = self._ok("POST", f"/session/{session_id}/message", body, timeout)
+        error = (result.get("info") or {}).get("error")
+        if error:
+            raise RuntimeError(f"opencode's turn in {session_id} ended with {json.dumps(error)}")
         return result
 
     def summarize(self, session_id: str, timeout: float = TIMEOUT_S) -> tuple[int, Any]:

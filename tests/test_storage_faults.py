@@ -139,6 +139,15 @@ def populate(client: RpcClient) -> list[str]:
     return sessions
 
 
+def populated(place: Place, clients: list[RpcClient]) -> list[str]:
+    """``populate`` by a server that then shuts down, leaving the database to the test."""
+    writer = place.start()
+    clients.append(writer)
+    sessions = populate(writer)
+    assert writer.close() == 0
+    return sessions
+
+
 def storage_error(call: Any) -> RpcError:
     """The RpcError a call raised; it must be a storage error with a plain message."""
     with pytest.raises(RpcError) as caught:
@@ -204,10 +213,7 @@ def read_only_wrapper(probe: Path) -> list[str]:
 def test_read_only_database_refuses_writes_with_a_storage_error_and_still_serves_reads(
     place: Place, clients: list[RpcClient]
 ) -> None:
-    writer = place.start()
-    clients.append(writer)
-    sessions = populate(writer)
-    writer.close()
+    sessions = populated(place, clients)
     before = read_snapshot(place.db)
     os.chmod(place.db, 0o444)
     wrapper = read_only_wrapper(place.db)
@@ -404,10 +410,7 @@ def test_database_locked_past_the_busy_timeout_fails_then_the_same_requests_succ
 def test_damaged_header_fails_initialize_with_a_storage_error_and_the_file_is_untouched(
     place: Place, clients: list[RpcClient]
 ) -> None:
-    writer = place.start()
-    clients.append(writer)
-    populate(writer)
-    writer.close()
+    populated(place, clients)
     with place.db.open("r+b") as f:
         f.write(b"this is not the SQLite header at all!".ljust(100, b"#"))
     file_before = digest(place.db)
@@ -440,10 +443,7 @@ def page_of_table(db: Path, table: str) -> tuple[int, int]:
 def test_damaged_page_fails_the_requests_that_read_it_and_the_file_is_not_rewritten(
     place: Place, clients: list[RpcClient]
 ) -> None:
-    writer = place.start()
-    clients.append(writer)
-    sessions = populate(writer)
-    writer.close()
+    sessions = populated(place, clients)
     before = read_snapshot(place.db)
     offset, size = page_of_table(place.db, "part")
     with place.db.open("r+b") as f:

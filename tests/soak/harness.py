@@ -246,7 +246,7 @@ class Run:
                 return
             with self.registry.lock:
                 self.registry.prompt_ids[str(result["userMessageId"])] = session
-            self.report.final_prompts += 1
+                self.report.final_prompts += 1  # under the lock: eight threads count
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="final") as pool:
             for _ in pool.map(lambda pair: ask(*pair), enumerate(sessions)):
@@ -278,6 +278,10 @@ class Run:
                 self.registry.violation(
                     f"{client.name}: {session} got events {odd[:10]} the outbox does not hold"
                 )
+        with self.registry.lock:
+            applied = self.registry.events_applied
+        if not applied:
+            self.registry.violation("no client applied any event: the stream check proves nothing")
 
     def check_database(self) -> None:
         r = self.registry
@@ -288,6 +292,8 @@ class Run:
         problems += invariants.user_messages_stored(
             self.db, r.announced_prompts, "announced by session/sync"
         )
+        if not r.announced_prompts:
+            problems.append("no session/sync announced a prompt: that check proves nothing")
         problems += invariants.one_finished_summary_per_marker(self.db)
         problems += invariants.nothing_left_unfinished(self.db)
         problems += invariants.logged_errors(sorted(self.logs.glob("*.log")))

@@ -21,6 +21,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.lsp_support import server_env
 from tests.soak.actors import Follow, Registry, ServerSetup, Slot, SoakClient
 from tests.soak.harness import SoakConfig, run
+from tests.soak.invariants import logged_errors
 from tests.soak.leaks import files_under, make_key, scan
 from tests.soak.servers import ROOT, serve_argv, write_config
 
@@ -74,6 +75,24 @@ def test_the_leak_check_finds_the_key_or_its_middle_in_any_file(tmp_path: Path) 
     (tmp_path / "db.sqlite-wal").write_bytes(b"\x00\x01" + key[12:34].encode() + b"\x00")
     leaks = scan(files_under(tmp_path), key)
     assert [(leak.path.name, leak.what) for leak in leaks] == [("db.sqlite-wal", "middle part")]
+
+
+def test_the_log_check_finds_error_records_and_complains_about_logs_without_records(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "server0-1.log"
+    log.write_text(
+        "2025-11-24 10:00:00,001 DEBUG server.turns: turn started\n"
+        "2025-11-24 10:00:00,002 ERROR server.progress: end failed for ses_0a1b\n"
+        "a traceback line\n",
+        encoding="utf-8",
+    )
+    assert logged_errors([log]) == ["server0-1.log logged: server.progress: end failed for …"]
+    empty = tmp_path / "server1-1.log"
+    empty.write_text("", encoding="utf-8")
+    assert logged_errors([empty]) == [
+        "the servers' logs hold no record at all: the log check proves nothing"
+    ]
 
 
 def test_progress_ends_when_the_compaction_finishes_before_the_client_answers_create(
