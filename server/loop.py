@@ -552,8 +552,10 @@ class _StepSink:
     def __init__(self, turn: _Turn, reply: Message) -> None:
         self.turn = turn
         self.reply = reply
-        self.text_id = new_id("prt")
+        # Ids sort in creation order and clients order parts by id: reasoning comes before the
+        # answer it leads to.
         self.reasoning_id = new_id("prt")
+        self.text_id = new_id("prt")
         self.text_chunks: list[str] = []
         self.reasoning_chunks: list[str] = []
         self.text_stored = 0  # characters already written (and announced) durably

@@ -91,6 +91,19 @@ async def test_answer_streams_from_the_provider_with_its_usage(
         assert API_KEY.encode() not in f.read_bytes()
 
 
+async def test_reasoning_is_stored_before_the_answer_it_leads_to(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    fake.push(Reply("The answer.", reasoning="First I think it over."))
+    sid = await new_session(server)
+    assert (await server.request("session/prompt", prompt(sid, "why?")))["stopReason"] == "end_turn"
+
+    reply = (await history(server, sid))[-1]
+    kinds = [p["type"] for p in reply["parts"] if p["type"] in ("reasoning", "text")]
+    assert kinds == ["reasoning", "text"]  # clients render parts in this (id) order
+    assert [p["id"] for p in reply["parts"]] == sorted(p["id"] for p in reply["parts"])
+
+
 async def test_automatic_compaction_is_reached_through_reported_usage(
     server: Session, fake: FakeOpenAI
 ) -> None:
