@@ -70,24 +70,7 @@ function H.new_session(title)
   return sid, H.chat_buf(sid)
 end
 
---- The text of a message's text parts as the server stored it (session/load).
-function H.stored_text(sid, message_id)
-  local loaded = H.request("session/load", { sessionId = sid })
-  for _, m in ipairs(loaded.messages) do
-    if m.info.id == message_id then
-      local out = {}
-      for _, p in ipairs(m.parts) do
-        if p.type == "text" then
-          out[#out + 1] = p.text
-        end
-      end
-      return table.concat(out)
-    end
-  end
-  error("no message " .. tostring(message_id) .. " in " .. sid)
-end
-
---- The messages of a session as stored: { {id, kind, role, text, error}, ... }.
+--- The messages of a session as stored: { {id, kind, role, text, error, finished}, ... }.
 function H.stored(sid)
   local loaded = H.request("session/load", { sessionId = sid })
   local out = {}

@@ -40,6 +40,11 @@ def lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a program to its end (at most 120 s), its output captured as text."""
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
 class Editor:
     """One headless Neovim with the plugin loaded and the helpers in the global ``H``."""
 
@@ -338,13 +343,9 @@ def test_a_prompt_from_another_process_shows_up_in_the_buffer(
     sid, buf = editor.new_session()
     editor.lua("vim.cmd('SessionPrompt from the editor')")
     editor.wait_turn_done(sid, 1)
-    done = subprocess.run(
+    done = run(
         [str(SESSIONLSP), "chat", "--db", str(editor.db), "--session", sid, "from the cli"],
-        env=clean_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        clean_env,
     )
     assert done.returncode == 0, done.stderr
     stored = editor.wait_turn_done(sid, 2)
@@ -521,6 +522,33 @@ def test_bad_init_options_are_refused_with_the_servers_reason(editor: Editor) ->
     assert editor.lua("return require('sessionlsp').status()") == ""
 
 
+def test_the_api_key_reaches_the_server_but_never_the_lsp_log(
+    editor: Editor, fake: FakeOpenAI
+) -> None:
+    editor.lua("vim.lsp.set_log_level('trace'); H.capture_notify()")
+    editor.setup(
+        init_options={"provider": "openai", "baseUrl": fake.base_url, "apiKey": "sk-init-options"},
+        cmd_env={"SESSIONLSP_API_KEY": "sk-cmd-env", "SESSIONLSP_MODEL": "model-from-env"},
+    )
+    sid, _ = editor.new_session()
+    editor.lua("vim.cmd('SessionPrompt hello')")
+    editor.wait_turn_done(sid, 1)
+    request = fake.requests[-1]
+    assert request.headers["authorization"] == "Bearer sk-cmd-env"
+    assert request.body["model"] == "model-from-env"  # the rest of cmd_env still arrives
+    assert editor.lua("return vim.env.SESSIONLSP_API_KEY") is None  # only for the spawn
+    assert "init_options.apiKey is ignored" in editor.lua("return H.notes_text()")
+    log = editor.lua("return vim.lsp.get_log_path()")
+    editor.wait(
+        "table.concat(vim.fn.readfile(args[1]), '\\n'):find('Starting RPC client', 1, true) ~= nil",
+        "the spawn options in the LSP log",
+        log,
+    )
+    text = Path(log).read_text()
+    assert "model-from-env" in text and "initializationOptions" in text  # it logs both
+    assert "sk-cmd-env" not in text and "sk-init-options" not in text
+
+
 # -- health, help ------------------------------------------------------------------------
 
 
@@ -627,6 +655,84 @@ def test_transcript_applies_deltas_by_offset_and_ignores_repeated_events(editor:
     }
 
 
+def test_deltas_never_extend_text_read_from_the_history(editor: Editor) -> None:
+    result = editor.lua(
+        """
+        local T = require('sessionlsp.transcript')
+        local t = T.new('ses_1')
+        local out = {}
+        local function sync(seq, kind, data)
+          data.sessionId, data.messageId = 'ses_1', 'msg_1'
+          return t:apply_sync({seq = seq, sessionId = 'ses_1', type = kind, data = data})
+        end
+        local function delta(part, text)
+          return t:apply_delta({sessionId = 'ses_1', messageId = 'msg_1', partId = part,
+                                partType = 'text', delta = text})
+        end
+        local function text(i) return t:get('msg_1').parts[i].text end
+        -- opened while the answer streams: the history has the last durable write, 'abc', while
+        -- the deltas are already past 'abcdef'
+        t:load({session = {id = 'ses_1'}, seq = 5, messages = {{
+          info = {id = 'msg_1', role = 'assistant'},
+          parts = {{id = 'prt_1', messageId = 'msg_1', type = 'text', text = 'abc'}}}}})
+        out.ignored = delta('prt_1', 'ghi') == nil
+        out.kept = text(1)
+        sync(6, 'message.part.delta', {id = 'prt_1', type = 'text', offset = 3, delta = 'defghi'})
+        out.durable = text(1)
+        -- a part the deltas built keeps taking them after the durable write of its whole text
+        delta('prt_2', 'one')
+        sync(7, 'message.part.updated', {id = 'prt_2', type = 'text', text = 'one'})
+        delta('prt_2', ' two')
+        out.streamed = text(2)
+        return out
+        """
+    )
+    assert result == {
+        "ignored": True,
+        "kept": "abc",
+        "durable": "abcdefghi",
+        "streamed": "one two",
+    }
+
+
+def test_a_chat_reopened_while_its_answer_streams_shows_the_durable_text(
+    editor: Editor,
+) -> None:
+    editor.setup()
+    sid, buf = editor.new_session()
+    editor.lua(
+        """
+        local sid, buf = ...
+        local id = require('sessionlsp.client').client_id()
+        local handlers = vim.lsp.get_client_by_id(id).handlers
+        _G.feed = function(method, params) handlers[method](nil, params, {client_id = id}) end
+        _G.delta = function(text)
+          feed('session/delta', {sessionId = sid, messageId = 'msg_zz', partId = 'prt_zz',
+                                 partType = 'text', field = 'text', delta = text})
+        end
+        vim.api.nvim_buf_delete(buf, {force = true})
+        delta('The begin')  -- no chat buffer: nobody shows it
+        require('sessionlsp').open(sid)
+        require('sessionlsp.chat').with_view(sid, function(err) _G.reopened = err == nil end)
+        """,
+        sid,
+        buf,
+    )
+    editor.wait("_G.reopened", "the reopened chat's history")
+    buf = editor.lua(
+        """
+        local sid = ...
+        delta('ning,')  -- the history had no text yet: this alone would be a wrong start
+        feed('session/sync', {seq = 1000000, sessionId = sid, type = 'message.part.delta',
+          data = {id = 'prt_zz', messageId = 'msg_zz', sessionId = sid, type = 'text',
+                  field = 'text', offset = 0, delta = 'The beginning,'}})
+        return require('sessionlsp.chat').buffer(sid)
+        """,
+        sid,
+    )
+    assert editor.lines(buf)[-1] == "The beginning,"
+
+
 # -- Neovim 0.7 --------------------------------------------------------------------------
 
 
@@ -638,19 +744,12 @@ def test_neovim_0_7_refuses_in_one_line_naming_the_minimum_version(
             f"{LEGACY_NVIM} is missing: run `apt-get install neovim`"
             " (Debian's Neovim 0.7.2; CI installs it)"
         )
-    run = (
+    script = (
         f"lua local ok, e = pcall(dofile, {lua_string(str(LEGACY_SCRIPT))});"
         ' if not ok then io.stderr:write(tostring(e) .. "\\n"); vim.cmd("cquit 1") end'
     )
     argv = ["timeout", "60", str(LEGACY_NVIM), "--headless", "--clean"]
-    done = subprocess.run(
-        [*argv, "--cmd", f"set rtp^={PLUGIN}", "-c", run],
-        env=clean_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run([*argv, "--cmd", f"set rtp^={PLUGIN}", "-c", script], clean_env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     messages = [line.strip() for line in done.stderr.splitlines() if line.strip()]

@@ -13,6 +13,9 @@ local EARLY_LIMIT = 2000 -- events kept per session while its buffer is being cr
 
 local views = {} ---@type table<string, table> session id -> view
 local early = {} ---@type table<string, table[]> session id -> events that came before its view
+--- session id -> part ids with session/delta dropped (no loaded view): their text comes from the
+--- durable events only, since deltas appended after the gap would leave a hole
+local missed = {} ---@type table<string, table<string, true>>
 local listeners = { loaded = {}, changed = {} }
 local last_session = nil ---@type string?
 
@@ -333,9 +336,16 @@ client.on("session/sync", function(event)
 end)
 
 client.on("session/delta", function(params)
-  local view = views[params.sessionId]
+  local sid = params.sessionId
+  local view = views[sid]
   if not view or not view.loaded then
-    return -- the durable text follows as message.part.delta / message.part.updated
+    -- the durable text follows as message.part.delta / message.part.updated
+    missed[sid] = missed[sid] or {}
+    missed[sid][params.partId] = true
+    return
+  end
+  if missed[sid] and missed[sid][params.partId] then
+    return
   end
   local change = view.transcript:apply_delta(params)
   if change then
@@ -349,7 +359,7 @@ client.on("exit", function()
     view.loaded, view.loading = false, false
     views[sid] = vim.api.nvim_buf_is_valid(view.buf) and view or nil
   end
-  early = {}
+  early, missed = {}, {}
 end)
 
 return M

@@ -84,11 +84,50 @@ local function exit_message(code, signal)
   )
 end
 
+local SECRET_WORDS = { "KEY", "TOKEN", "SECRET", "PASSWORD" }
+
+--- cmd_env split into the variables vim.lsp.rpc.start may see and the secrets (SESSIONLSP_API_KEY
+--- and the like): it writes its spawn options to the LSP log (at level info).
+local function split_env(env)
+  local plain, secrets = nil, {}
+  for name, value in pairs(env or {}) do
+    local upper = name:upper()
+    local secret = vim.iter(SECRET_WORDS):any(function(word)
+      return upper:find(word, 1, true) ~= nil
+    end)
+    if secret then
+      secrets[name] = value
+    else
+      plain = plain or {}
+      plain[name] = value
+    end
+  end
+  return plain, secrets
+end
+
+--- pcall(fn) with `vars` set in Neovim's own environment, put back afterwards: the server is
+--- spawned inside fn, synchronously, and inherits them without them passing through the log.
+local function with_env(vars, fn)
+  local saved = {}
+  for name, value in pairs(vars) do
+    saved[name] = vim.env[name] or false
+    vim.env[name] = tostring(value)
+  end
+  local ok, result = pcall(fn)
+  for name, value in pairs(saved) do
+    vim.env[name] = value or nil
+  end
+  return ok, result
+end
+
 --- Spawn the server through vim.lsp.rpc, with initialize answered by an error turned into one
 --- clear message and a stopped process instead of vim.lsp's assertion.
 local function spawner(cmd, opts, on_init_error, spawn)
+  local env, secrets = split_env(opts.cmd_env)
   return function(dispatchers)
-    local ok, rpc = pcall(compat.rpc_start, cmd, dispatchers, { cwd = opts.cmd_cwd, env = opts.cmd_env })
+    local ok, rpc = with_env(secrets, function()
+      return compat.rpc_start(cmd, dispatchers, { cwd = opts.cmd_cwd, env = env })
+    end)
     if not ok then
       spawn.error = tostring(rpc) -- vim.lsp swallows it (silent start); start() reports it
       error(rpc, 0)

@@ -70,7 +70,7 @@ function M.setup(user)
   local opts = vim.tbl_extend("force", vim.deepcopy(defaults), user)
   if user.init_options then
     opts.init_options = vim.deepcopy(user.init_options)
-    -- Editors log initializationOptions, so the server refuses the key there; never send it.
+    -- Editors log initializationOptions, so the server ignores the key there; never send it.
     for _, key in ipairs({ "apiKey", "api_key" }) do
       if opts.init_options[key] ~= nil then
         opts.init_options[key] = nil

@@ -5,12 +5,15 @@ local compat = require("sessionlsp.compat")
 local M = {}
 
 function M.check()
-  local health = vim.health
-  health.start("sessionlsp")
   if not compat.supported() then
-    health.error(compat.refusal())
+    -- before 0.10 vim.health is missing or spells its functions report_*
+    local old = vim.health or require("health")
+    old.report_start("sessionlsp")
+    old.report_error(compat.refusal())
     return
   end
+  local health = vim.health
+  health.start("sessionlsp")
   health.ok("Neovim " .. compat.version_string() .. " (needs " .. compat.minimum .. " or newer)")
 
   local client = require("sessionlsp.client")

@@ -98,6 +98,20 @@ local function put_part(msg, part)
   msg.parts[part.id] = part
 end
 
+--- A new, empty part of `type` ("text" or "reasoning") for streamed text to go into.
+function Transcript:_text_part(msg, id, type, streamed)
+  local part = {
+    id = id,
+    messageId = msg.info.id,
+    sessionId = self.session_id,
+    type = type,
+    text = "",
+    streamed = streamed,
+  }
+  put_part(msg, part)
+  return part
+end
+
 local function ended(info)
   return info.finish ~= nil or info.error ~= nil
 end
@@ -157,7 +171,11 @@ function Transcript:apply_sync(event)
     remove_value(self.order, data.messageId)
     return one(data.messageId)
   elseif kind == "message.part.updated" then
-    put_part(self:_message(data.messageId), data)
+    local msg = self:_message(data.messageId)
+    local old = msg.parts[data.id]
+    put_part(msg, data)
+    -- it holds everything the deltas brought so far, so later ones still extend it
+    data.streamed = old and old.streamed or nil
     return one(data.messageId)
   elseif kind == "message.part.removed" then
     local msg = self.messages[data.messageId]
@@ -175,14 +193,7 @@ function Transcript:apply_sync(event)
       if offset ~= 0 then
         return { reload = true } -- the text before offset never reached us
       end
-      part = {
-        id = data.id,
-        messageId = data.messageId,
-        sessionId = data.sessionId,
-        type = data.type,
-        text = "",
-      }
-      put_part(msg, part)
+      part = self:_text_part(msg, data.id, data.type, nil)
     end
     local text = part.text or ""
     local have = M.char_len(text)
@@ -205,7 +216,10 @@ function Transcript:apply_sync(event)
   return nil -- session.cancel and types this version does not know
 end
 
---- Apply one session/delta notification (streamed text of this process's own turn).
+--- Apply one session/delta notification (streamed text of this process's own turn). Deltas only
+--- extend a part they built from its first one: a part read from the history or the event log
+--- holds the text of the last durable write, behind the deltas, so appending to it would leave
+--- a hole; its durable events bring the rest.
 function Transcript:apply_delta(params)
   if params.sessionId ~= self.session_id or not params.delta or params.delta == "" then
     return nil
@@ -213,16 +227,11 @@ function Transcript:apply_delta(params)
   local msg = self:_message(params.messageId)
   local part = msg.parts[params.partId]
   if not part then
-    part = {
-      id = params.partId,
-      messageId = params.messageId,
-      sessionId = params.sessionId,
-      type = params.partType or "text",
-      text = "",
-    }
-    put_part(msg, part)
+    part = self:_text_part(msg, params.partId, params.partType or "text", true)
+  elseif not part.streamed then
+    return nil
   end
-  part.text = (part.text or "") .. params.delta
+  part.text = part.text .. params.delta
   return one(params.messageId)
 end
 
