@@ -30,7 +30,7 @@ from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
 from store import Store, StoreError
-from store.models import Event, MessageWithParts, Session
+from store.models import Compaction, Event, MessageWithParts, Session
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class SidecarListener(LoopListener, Protocol):
 class Loaded:
     session: Session
     messages: list[MessageWithParts]
+    compactions: list[Compaction]  # every compaction's state, oldest marker first
     seq: int  # the outbox cursor this history is current to
 
 
@@ -155,9 +156,10 @@ class Sidecar:
         with self.store.read() as tx:
             session = tx.require_session(session_id)
             messages = tx.history(session_id)
+            compactions = tx.compactions(session_id)
             seq = tx.last_seq()
         self.pump.follow(session_id, after=seq)
-        return Loaded(session, messages, seq)
+        return Loaded(session, messages, compactions, seq)
 
     def context(self, session_id: str) -> ContextView:
         with self._existing(session_id):

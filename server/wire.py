@@ -20,6 +20,8 @@ def loaded(result: Loaded) -> Json:
     return {
         "session": result.session.to_json(),
         "messages": [m.to_json() for m in result.messages],
+        # the same shape as compaction.updated's data: statuses are not in the history
+        "compactions": [c.event_json() for c in result.compactions],
         "seq": result.seq,
     }
 

@@ -150,6 +150,10 @@ async def test_manual_compact_reports_marker_summary_and_progress(server: Sessio
     assert by_id[summary]["info"]["summaryKind"] == "extractive"  # the offline provider's
     assert by_id[summary]["info"]["parentId"] == marker
     assert "## Objective" in texts_of(by_id[summary])
+    # the status the history cannot carry, as the last compaction.updated said it
+    last_update = server.collected.syncs(sid, "compaction.updated")[-1]["data"]
+    assert loaded["compactions"] == [last_update]
+    assert loaded["compactions"][0]["summaryMessageId"] == summary
 
     context = await server.request("session/context", {"sessionId": sid})
     assert context["markerId"] == marker
