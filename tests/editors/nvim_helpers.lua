@@ -49,6 +49,17 @@ function H.request(method, params, ms)
   return result
 end
 
+--- Record the method of every request the plugin sends from now on, in H.requests.
+function H.record_requests()
+  H.requests = {}
+  local client = require("sessionlsp.client")
+  local request = client.request
+  client.request = function(method, ...)
+    table.insert(H.requests, method)
+    return request(method, ...)
+  end
+end
+
 --- The chat buffer of a session, once it exists.
 function H.chat_buf(sid, ms)
   local chat = require("sessionlsp.chat")

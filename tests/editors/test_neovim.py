@@ -298,6 +298,54 @@ def test_cancelled_compaction_shows_failed_with_its_reason(
     assert "### Summary: cancelled" in lines
 
 
+def test_a_reopened_chat_shows_each_compactions_state_straight_from_the_load(
+    editor: Editor, fake: FakeOpenAI
+) -> None:
+    use_fake(editor, fake)
+    sid, buf = editor.new_session()
+    editor.lua("vim.cmd('SessionPrompt one')")
+    editor.wait_turn_done(sid, 1)
+    editor.lua("vim.cmd('SessionCompact')")
+    editor.wait(
+        "H.find_line(H.chat_buf(args[1]), '## Compaction: completed') ~= nil",
+        "the completed compaction",
+        sid,
+    )
+    editor.lua("vim.cmd('SessionPrompt two')")
+    editor.wait_turn_done(sid, 2)
+    fake.push(Stall(after_chunks=1, text="## Objective\n"), when="summary")
+    editor.lua("vim.cmd('SessionCompact')")
+    editor.wait(
+        "H.find_line(H.chat_buf(args[1]), '## Compaction: running') ~= nil",
+        "a running compaction",
+        sid,
+    )
+    editor.lua("vim.cmd('SessionCancel')")
+    editor.wait(
+        "H.find_line(H.chat_buf(args[1]), '## Compaction: failed') ~= nil",
+        "the failed compaction",
+        sid,
+    )
+    editor.lua("vim.api.nvim_buf_delete(..., {force = true})", buf)
+    editor.lua("H.record_requests()")
+    # the lines as drawn when the load's answer is applied, before anything else can arrive
+    editor.lua(
+        "require('sessionlsp').open(..., {done = function(err, view)"
+        " _G.at_load = err and {'error: ' .. tostring(err.message)} or H.lines(view.buf) end})",
+        sid,
+    )
+    editor.wait("_G.at_load ~= nil", "the reopened chat")
+    at_load = list(editor.lua("return _G.at_load"))
+    headers = [line for line in at_load if line.startswith("## Compaction: ")]
+    assert headers == [
+        "## Compaction: completed (manual)",
+        "## Compaction: failed (manual) - cancelled: compaction cancelled",
+    ]
+    methods = editor.lua("return H.requests")
+    assert "session/load" in methods
+    assert "session/events" not in methods
+
+
 # -- cancel ------------------------------------------------------------------------------
 
 
@@ -390,7 +438,7 @@ def test_session_list_picks_with_ui_select_and_opens_the_history(editor: Editor)
     assert offered[1].endswith(alpha) and offered[0].endswith(beta)
     editor.wait(
         "H.find_line(H.chat_buf(args[1]), '## Compaction: completed (manual)') ~= nil",
-        "the compaction's status from the event log",
+        "the compaction's status from the load",
         alpha,
     )
     buf = editor.lua("return require('sessionlsp.chat').buffer(...)", alpha)
@@ -652,6 +700,55 @@ def test_transcript_applies_deltas_by_offset_and_ignores_repeated_events(editor:
         "finished": True,
         "other": True,
         "order": ["msg_0", "msg_2"],
+    }
+
+
+def test_transcript_takes_compaction_states_from_the_load_and_newer_events_only(
+    editor: Editor,
+) -> None:
+    result = editor.lua(
+        """
+        local T = require('sessionlsp.transcript')
+        local t = T.new('ses_1')
+        local out = {}
+        local function state(id)
+          local status, err = t:compaction_state(id)
+          return {status, err and err.message or vim.NIL}
+        end
+        local function updated(seq, data)
+          return t:apply_sync({seq = seq, sessionId = 'ses_1', type = 'compaction.updated',
+                               data = data})
+        end
+        t:load({session = {id = 'ses_1'}, seq = 9, messages = {}, compactions = {
+          {markerId = 'msg_1', status = 'completed', auto = false, overflow = false,
+           summaryMessageId = 'msg_2', attempts = 1},
+          {markerId = 'msg_5', status = 'failed', auto = true, overflow = false,
+           error = {code = 'provider', message = 'no credit'}, attempts = 3},
+          {markerId = 'msg_8', status = 'running', auto = false, overflow = false, attempts = 1},
+        }})
+        out.loaded = {state('msg_1'), state('msg_5'), state('msg_8'), state('msg_9')}
+        -- an event the load already covers changes nothing; a newer one wins
+        out.old = updated(9, {markerId = 'msg_8', status = 'failed'}) == nil
+        out.new = updated(10, {markerId = 'msg_8', status = 'completed'}).compaction.status
+        out.after = state('msg_8')
+        -- a reload replaces every state
+        t:load({session = {id = 'ses_1'}, seq = 12, messages = {}, compactions = {
+          {markerId = 'msg_5', status = 'completed', attempts = 4}}})
+        out.reloaded = {state('msg_5'), state('msg_8')}
+        return out
+        """
+    )
+    assert result == {
+        "loaded": [
+            ["completed", None],
+            ["failed", "no credit"],
+            ["running", None],
+            ["pending", None],
+        ],
+        "old": True,
+        "new": "completed",
+        "after": ["completed", None],
+        "reloaded": [["completed", None], ["pending", None]],
     }
 
 

@@ -168,23 +168,6 @@ end
 
 local load
 
---- The event log has the compaction statuses that a history lacks; read them in pages.
-local function fetch_compactions(view, after)
-  local params = { after = after, sessionId = view.sid, limit = 1000 }
-  client.request("session/events", params, function(err, result)
-    if err or views[view.sid] ~= view or not result then
-      return
-    end
-    local change = view.transcript:apply_compaction_events(result.events or {})
-    if change then
-      draw(view, change)
-    end
-    if #(result.events or {}) >= 1000 then
-      fetch_compactions(view, result.seq)
-    end
-  end)
-end
-
 --- Load (or reload) the session's history into its view, then apply what arrived meanwhile.
 load = function(view)
   view.loaded, view.loading = false, true
@@ -207,9 +190,6 @@ load = function(view)
     end
     view.loaded = true
     draw(view, nil)
-    if view.transcript:has_markers() then
-      fetch_compactions(view, 0)
-    end
     emit("loaded", view.sid)
     finish_loading(view, nil)
   end)

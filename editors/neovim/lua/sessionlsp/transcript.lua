@@ -116,12 +116,18 @@ local function ended(info)
   return info.finish ~= nil or info.error ~= nil
 end
 
---- Replace everything with a session/load result ({ session, messages, seq }).
+--- Replace everything with a session/load result ({ session, messages, compactions, seq }).
+--- `compactions` holds every compaction's state in compaction.updated's shape (the history has
+--- no statuses); events with a larger seq replace them.
 function Transcript:load(result)
   self.session = result.session or self.session
   self.seq = tonumber(result.seq) or 0
   self.messages, self.order = {}, {}
+  self.compactions = {}
   self.deleted = false
+  for _, data in ipairs(result.compactions or {}) do
+    self.compactions[data.markerId] = data
+  end
   for _, m in ipairs(result.messages or {}) do
     local msg = { info = m.info, parts = {}, part_ids = {} }
     for _, part in ipairs(m.parts or {}) do
@@ -208,7 +214,7 @@ function Transcript:apply_sync(event)
     part.text = text .. new
     return one(data.messageId)
   elseif kind == "compaction.updated" then
-    self.compactions[data.markerId] = { data = data, seq = seq }
+    self.compactions[data.markerId] = data
     local change = one(data.markerId)
     change.compaction = data
     return change
@@ -257,58 +263,15 @@ function Transcript:get(id)
   return { info = msg.info, parts = parts }
 end
 
---- Apply compaction.updated events read from the event log (session/events) after a load: the
---- history has no compaction statuses. Newer data already applied wins.
-function Transcript:apply_compaction_events(events)
-  local changed = {}
-  for _, event in ipairs(events) do
-    local data, seq = event.data or {}, tonumber(event.seq) or 0
-    if event.type == "compaction.updated" and event.sessionId == self.session_id and data.markerId then
-      local known = self.compactions[data.markerId]
-      if not known or known.seq < seq then
-        self.compactions[data.markerId] = { data = data, seq = seq }
-        changed[data.markerId] = true
-      end
-    end
-  end
-  if next(changed) == nil then
-    return nil
-  end
-  return { messages = changed }
-end
-
---- Whether the history holds a compaction marker.
-function Transcript:has_markers()
-  for _, id in ipairs(self.order) do
-    if self.messages[id].info.kind == "marker" then
-      return true
-    end
-  end
-  return false
-end
-
 --- The state of a marker's compaction: status ("pending", "running", "completed", "failed") and
---- error ({ code, message }?). From compaction.updated when known; else inferred from the summary
---- attempts in the history, until the events say.
+--- error ({ code, message }?), as the load result or the last compaction.updated said;
+--- "pending" until either has (a marker's event can follow its message.updated).
 function Transcript:compaction_state(marker_id)
-  local known = self.compactions[marker_id]
-  if known then
-    return known.data.status or "pending", known.data.error
+  local data = self.compactions[marker_id]
+  if data then
+    return data.status or "pending", data.error
   end
-  local status, err = "pending", nil
-  for _, id in ipairs(self.order) do
-    local info = self.messages[id].info
-    if info.kind == "summary" and info.compactionId == marker_id then
-      if info.error then
-        status, err = "failed", { code = info.error.name, message = info.error.message }
-      elseif info.finish then
-        return "completed", nil
-      else
-        status, err = "running", nil
-      end
-    end
-  end
-  return status, err
+  return "pending", nil
 end
 
 return M
