@@ -9,7 +9,6 @@ import {
   type CompactionInfo,
   type ContextResult,
   type DeltaParams,
-  type EventsResult,
   type ListResult,
   type LoadResult,
   Methods,
@@ -35,9 +34,6 @@ export interface CompactionChange {
   compaction: CompactionInfo;
 }
 
-/** Paging of `session/events` when reading compaction statuses after a load. */
-const EVENTS_PAGE = 1000;
-const EVENTS_MAX_PAGES = 50;
 const SESSION_LIST_LIMIT = 200;
 
 function titleFrom(text: string): string {
@@ -257,7 +253,6 @@ export class SessionController {
       await this.openSession(sessionId);
       return;
     }
-    if (t.messages().some((m) => m.info.kind === "marker")) await this.loadCompactionHistory(t);
     this.refreshMeter();
   }
 
@@ -337,22 +332,6 @@ export class SessionController {
     } catch (err) {
       this.log(`session/context failed: ${String(err)}`);
     }
-  }
-
-  private async loadCompactionHistory(t: Transcript): Promise<void> {
-    let after = 0;
-    for (let page = 0; page < EVENTS_MAX_PAGES; page++) {
-      const result = await this.rpc.sendRequest<EventsResult>(Methods.events, {
-        after,
-        sessionId: t.sessionId,
-        limit: EVENTS_PAGE,
-      });
-      if (this.transcript !== t) return;
-      t.applyCompactionHistory(result.events);
-      if (result.events.length < EVENTS_PAGE) break;
-      after = result.seq;
-    }
-    this.emit("transcript");
   }
 
   private noteTurnError(sessionId: string, result: PromptResult): void {

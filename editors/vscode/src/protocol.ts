@@ -223,6 +223,8 @@ export interface ListResult {
 export interface LoadResult {
   session: SessionInfo;
   messages: StoredMessage[];
+  /** Every compaction's state, oldest marker first, each as `compaction.updated` data. */
+  compactions: CompactionInfo[];
   seq: number;
 }
 

@@ -27,12 +27,6 @@ import type {
  */
 export type ApplyOutcome = "applied" | "stale" | "other-session" | "ignored" | "gap";
 
-/** A compaction as the client knows it: from `compaction.updated` events, else derived. */
-export interface CompactionState extends CompactionInfo {
-  /** The seq of the event this state came from; 0 when derived from history alone. */
-  seq: number;
-}
-
 interface MessageEntry {
   /** Undefined while only parts or deltas of the message have arrived. */
   info: MessageInfo | undefined;
@@ -45,7 +39,7 @@ export interface TranscriptSnapshot {
   session: SessionInfo | undefined;
   deleted: boolean;
   messages: StoredMessage[];
-  compactions: CompactionState[];
+  compactions: CompactionInfo[];
 }
 
 const byId = <T extends { id: string }>(a: T, b: T): number =>
@@ -74,7 +68,8 @@ export class Transcript {
   /** The highest seq applied: events at or below it are dropped. */
   seq = 0;
   private readonly entries = new Map<string, MessageEntry>();
-  private readonly explicitCompactions = new Map<string, CompactionState>();
+  /** Each marker's compaction: from the load's `compactions`, then `compaction.updated`. */
+  private readonly compactionStates = new Map<string, CompactionInfo>();
   private readonly compactionRevs = new Map<string, number>();
   private nextRev = 1;
   /** Bumped on every change; cheap way for a caller to tell whether anything moved. */
@@ -84,7 +79,10 @@ export class Transcript {
     this.sessionId = sessionId;
   }
 
-  /** A transcript holding a `session/load` result, its cursor at the result's seq. */
+  /**
+   * A transcript holding a `session/load` result, its cursor at the result's seq: the history,
+   * and each compaction's state as the result's `compactions` gives it.
+   */
   static fromLoad(result: LoadResult): Transcript {
     const t = new Transcript(result.session.id);
     t.session = result.session;
@@ -93,6 +91,7 @@ export class Transcript {
       for (const p of m.parts) parts.set(p.id, p);
       t.entries.set(m.info.id, { info: m.info, parts, rev: t.bump() });
     }
+    for (const c of result.compactions) t.setCompaction(c);
     t.seq = result.seq;
     t.changed();
     return t;
@@ -138,7 +137,7 @@ export class Transcript {
       case "message.part.delta":
         return this.applyPartDelta(e.data);
       case "compaction.updated":
-        this.setCompaction(e.data, e.seq);
+        this.setCompaction(e.data);
         return "applied";
       default:
         return "ignored";
@@ -165,21 +164,6 @@ export class Transcript {
     }
     this.touch(entry);
     return "applied";
-  }
-
-  /**
-   * Learn compaction statuses from older events (e.g. `session/events` read after a load, since
-   * `session/load` carries no status). Only `compaction.updated` events are used, each only
-   * when it is newer than what is known for its marker; the cursor does not move.
-   */
-  applyCompactionHistory(events: readonly (SyncEvent | UnknownEvent)[]): void {
-    for (const event of events) {
-      if (event.sessionId !== this.sessionId || event.type !== "compaction.updated") continue;
-      const data = (event as Extract<SyncEvent, { type: "compaction.updated" }>).data;
-      const known = this.explicitCompactions.get(data.markerId);
-      if (known !== undefined && known.seq >= event.seq) continue;
-      this.setCompaction(data, event.seq);
-    }
   }
 
   /** Messages whose info is known, oldest first, parts in id order. */
@@ -216,18 +200,18 @@ export class Transcript {
     return undefined;
   }
 
-  /** The compaction of a marker: its last `compaction.updated`, else derived from history. */
-  compaction(markerId: string): CompactionState | undefined {
-    const explicit = this.explicitCompactions.get(markerId);
-    if (explicit !== undefined) return explicit;
-    const marker = this.entries.get(markerId);
-    if (marker?.info?.kind !== "marker") return undefined;
-    return this.deriveCompaction(markerId);
+  /**
+   * The compaction of a marker as the server last told it (the load's `compactions`, then
+   * `compaction.updated`). Undefined while it has not been told: the server writes a marker and
+   * its first (`pending`) state in one transaction, so that event follows the marker's closely.
+   */
+  compaction(markerId: string): CompactionInfo | undefined {
+    return this.compactionStates.get(markerId);
   }
 
-  /** Every marker's compaction, in history order. */
-  compactions(): CompactionState[] {
-    const out: CompactionState[] = [];
+  /** Every known marker's compaction, in history order. */
+  compactions(): CompactionInfo[] {
+    const out: CompactionInfo[] = [];
     for (const m of this.messages()) {
       if (m.info.kind !== "marker") continue;
       const c = this.compaction(m.info.id);
@@ -237,7 +221,7 @@ export class Transcript {
   }
 
   /** Whether some compaction of the session is pending or running, as far as is known. */
-  activeCompaction(): CompactionState | undefined {
+  activeCompaction(): CompactionInfo | undefined {
     return this.compactions().find((c) => c.status === "pending" || c.status === "running");
   }
 
@@ -297,62 +281,20 @@ export class Transcript {
     this.touch(entry);
   }
 
-  private setCompaction(data: CompactionInfo, seq: number): void {
-    const state: CompactionState = {
+  private setCompaction(data: CompactionInfo): void {
+    // Only the fields this client knows: what a later protocol adds is not kept half-understood.
+    const state: CompactionInfo = {
       markerId: data.markerId,
       status: data.status,
       auto: data.auto,
       overflow: data.overflow,
       attempts: data.attempts,
-      seq,
     };
     if (data.summaryMessageId !== undefined) state.summaryMessageId = data.summaryMessageId;
     if (data.error !== undefined) state.error = data.error;
-    this.explicitCompactions.set(data.markerId, state);
+    this.compactionStates.set(data.markerId, state);
     this.bumpCompaction(data.markerId);
     this.changed();
-  }
-
-  private deriveCompaction(markerId: string): CompactionState {
-    const part = this.compactionPart(markerId);
-    const attempts: { info: MessageInfo }[] = [];
-    let later = false;
-    for (const [id, entry] of this.entries) {
-      const info = entry.info;
-      if (info === undefined) continue;
-      if (info.kind === "summary" && compactionOwner(info) === markerId) {
-        attempts.push({ info });
-      } else if (id > markerId && info.kind !== "summary") {
-        later = true;
-      }
-    }
-    attempts.sort((a, b) => byId(a.info, b.info));
-    const base = {
-      markerId,
-      auto: part?.auto ?? false,
-      overflow: part?.overflow ?? false,
-      attempts: attempts.length,
-      seq: 0,
-    };
-    const success = attempts.find((m) => isSuccessfulAssistant(m.info));
-    if (success !== undefined) {
-      return { ...base, status: "completed", summaryMessageId: success.info.id };
-    }
-    const last = attempts[attempts.length - 1];
-    if (last !== undefined && isAssistantInProgress(last.info)) return { ...base, status: "running" };
-    if (last?.info.error !== undefined) {
-      const code = last.info.error.name === "Cancelled" ? "cancelled" : last.info.error.name;
-      return { ...base, status: "failed", error: { code, message: last.info.error.message } };
-    }
-    // No attempt: pending, unless the conversation went on past it (then it was closed).
-    if (later) {
-      return {
-        ...base,
-        status: "failed",
-        error: { code: "stale", message: "closed without a summary" },
-      };
-    }
-    return { ...base, status: "pending" };
   }
 
   private entry(messageId: string): MessageEntry {

@@ -53,8 +53,18 @@ export function compactionPart(
   };
 }
 
-export function loaded(messages: StoredMessage[], seq: number): LoadResult {
-  return { session: session(), messages, seq };
+/** A `session/load` result; `compactions` as the server gives them, oldest marker first. */
+export function loaded(messages: StoredMessage[], seq: number, compactions: CompactionInfo[] = []): LoadResult {
+  return { session: session(), messages, compactions, seq };
+}
+
+/** A compaction's state, as in `compaction.updated` data and the load's `compactions`. */
+export function compactionState(
+  markerId: string,
+  status: CompactionInfo["status"],
+  extra: Partial<CompactionInfo> = {},
+): CompactionInfo {
+  return { markerId, status, auto: false, overflow: false, attempts: 1, ...extra };
 }
 
 let nextSeq = 1000;
@@ -98,9 +108,5 @@ export function compactionUpdated(
   extra: Partial<CompactionInfo> = {},
   seq?: number,
 ): SyncEvent {
-  return ev(
-    "compaction.updated",
-    { markerId, status, auto: false, overflow: false, attempts: 1, ...extra },
-    seq,
-  );
+  return ev("compaction.updated", compactionState(markerId, status, extra), seq);
 }

@@ -4,6 +4,8 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { SessionController } from "../controller";
+import { Methods } from "../protocol";
 import type { CompactionItem } from "../viewMessages";
 import { buildItems } from "../viewModel";
 import {
@@ -102,15 +104,27 @@ describe("offline provider", { skip }, () => {
   });
 
   test("opening_a_session_again_shows_the_same_history_and_compaction_status", async () => {
-    const ctl = c.controller;
-    const sessions = await ctl.refreshSessions();
+    const sessions = await c.controller.refreshSessions();
     const withCompaction = sessions.find((s) => s.title === "protocol test");
     assert.ok(withCompaction !== undefined);
+    // A second controller on the same connection, its requests recorded: the compaction's
+    // status must come from session/load itself, not from the event log.
+    const requests: string[] = [];
+    const ctl = new SessionController({
+      sendRequest: <R>(method: string, params: unknown): Promise<R> => {
+        requests.push(method);
+        return c.connection.sendRequest<R>(method, params);
+      },
+    });
     await ctl.openSession(withCompaction.id);
-    await ctl.waitForIdle(withCompaction.id, 30_000);
-    const statuses = ctl.transcript?.compactions().map((x) => [x.status, x.seq > 0]);
-    assert.deepEqual(statuses, [["completed", true]], "the status came from the event log");
-    await assertMatchesFreshLoad(c, withCompaction.id);
+    await ctl.meterSettled();
+    const statuses = ctl.transcript?.compactions().map((x) => [x.status, x.summaryMessageId !== undefined]);
+    assert.deepEqual(statuses, [["completed", true]]);
+    assert.deepEqual(requests, [Methods.load, Methods.context]);
+    const fresh = await freshTranscript(c, withCompaction.id);
+    assert.deepStrictEqual(ctl.transcript?.messages(), fresh.messages());
+    assert.deepStrictEqual(ctl.transcript?.compactions(), fresh.compactions());
+    ctl.dispose();
   });
 });
 

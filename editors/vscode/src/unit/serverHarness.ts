@@ -16,7 +16,6 @@ import {
 import { SessionController } from "../controller";
 import {
   type DeltaParams,
-  type EventsResult,
   type InitializationOptions,
   type LoadResult,
   Methods,
@@ -131,18 +130,10 @@ export async function connect(
   return { controller, connection, process: child, syncs, deltas, statuses, progress, stderr, initializeResult, close };
 }
 
-/** What a fresh client sees: `session/load`, plus compaction statuses from `session/events`. */
+/** What a fresh client sees: `session/load` alone (the history and every compaction's state). */
 export async function freshTranscript(c: Connected, sessionId: string): Promise<Transcript> {
   const loaded = await c.connection.sendRequest<LoadResult>(Methods.load, { sessionId });
-  const t = Transcript.fromLoad(loaded);
-  let after = 0;
-  for (;;) {
-    const page = await c.connection.sendRequest<EventsResult>(Methods.events, { after, sessionId, limit: 1000 });
-    t.applyCompactionHistory(page.events);
-    if (page.events.length < 1000) break;
-    after = page.seq;
-  }
-  return t;
+  return Transcript.fromLoad(loaded);
 }
 
 /** Resolves when `predicate()` holds, checked after every change of the controller. */

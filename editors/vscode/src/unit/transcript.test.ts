@@ -4,6 +4,7 @@ import { Transcript } from "../transcript";
 import {
   SID,
   compactionPart,
+  compactionState,
   compactionUpdated,
   delta,
   ev,
@@ -236,62 +237,82 @@ describe("compactions", () => {
     assert.deepEqual(t.compaction("msg_5")?.error, { code: "cancelled", message: "compaction cancelled" });
   });
 
-  test("status_is_derived_from_history_when_no_event_told_it", () => {
-    const completed = Transcript.fromLoad(loaded([marker, summary({ finish: "stop" })], 9));
-    assert.equal(completed.compaction("msg_5")?.status, "completed");
-    assert.equal(completed.compaction("msg_5")?.summaryMessageId, "msg_6");
-
-    const running = Transcript.fromLoad(loaded([marker, summary({})], 9));
-    assert.equal(running.compaction("msg_5")?.status, "running");
-
-    const cancelled = Transcript.fromLoad(
-      loaded([marker, summary({ error: { name: "Cancelled", message: "compaction cancelled" } })], 9),
-    );
-    assert.equal(cancelled.compaction("msg_5")?.status, "failed");
-    assert.equal(cancelled.compaction("msg_5")?.error?.code, "cancelled");
-
-    const pending = Transcript.fromLoad(loaded([marker], 9));
-    assert.equal(pending.compaction("msg_5")?.status, "pending");
-
-    const stale = Transcript.fromLoad(loaded([marker, { info: prompt("msg_7"), parts: [] }], 9));
-    assert.equal(stale.compaction("msg_5")?.status, "failed");
+  test("load_gives_each_compaction_the_state_from_its_compactions_list", () => {
+    const second = { info: info("msg_8", { role: "user", kind: "marker" }), parts: [compactionPart("prt_8", "msg_8")] };
+    const failedSummary = {
+      info: info("msg_9", {
+        kind: "summary",
+        summary: true,
+        parentId: "msg_8",
+        compactionId: "msg_8",
+        error: { name: "ProviderError", message: "HTTP 500" },
+      }),
+      parts: [],
+    };
+    const completed = compactionState("msg_5", "completed", { summaryMessageId: "msg_6" });
+    const failed = compactionState("msg_8", "failed", {
+      auto: true,
+      attempts: 2,
+      error: { code: "no_progress", message: "the summary did not make the context smaller" },
+    });
+    const t = Transcript.fromLoad(loaded([marker, summary({ finish: "stop" }), second, failedSummary], 9, [completed, failed]));
+    assert.deepEqual(t.compaction("msg_5"), completed);
+    assert.deepEqual(t.compaction("msg_8"), failed);
+    assert.deepEqual(t.compactions(), [completed, failed]);
+    assert.equal(t.activeCompaction(), undefined);
+    assert.equal(t.seq, 9);
   });
 
-  test("history_events_set_the_status_but_never_override_a_newer_one", () => {
-    const t = Transcript.fromLoad(loaded([marker, summary({ finish: "stop" })], 20));
-    t.applyCompactionHistory([
-      compactionUpdated("msg_5", "running", {}, 12),
-      compactionUpdated("msg_5", "failed", { error: { code: "no_progress", message: "still too big" } }, 14),
-      compactionUpdated("msg_5", "running", {}, 13),
-    ]);
-    assert.equal(t.compaction("msg_5")?.status, "failed");
-    assert.equal(t.compaction("msg_5")?.error?.code, "no_progress");
-    assert.equal(t.seq, 20);
-    t.applyEvent(compactionUpdated("msg_5", "completed", {}, 21));
-    t.applyCompactionHistory([compactionUpdated("msg_5", "failed", {}, 15)]);
+  test("a_running_compaction_from_the_load_is_the_active_one", () => {
+    const running = compactionState("msg_5", "running", { summaryMessageId: "msg_6" });
+    const t = Transcript.fromLoad(loaded([marker, summary({})], 9, [running]));
+    assert.deepEqual(t.activeCompaction(), running);
+  });
+
+  test("the_status_is_what_the_server_said_not_guessed_from_the_summaries", () => {
+    // A finished summary whose compaction the server still reports as running (its tail is not
+    // yet written): the client shows the server's state.
+    const t = Transcript.fromLoad(loaded([marker, summary({ finish: "stop" })], 9, [compactionState("msg_5", "running")]));
+    assert.equal(t.compaction("msg_5")?.status, "running");
+    // A marker the server has told nothing about yet has no state.
+    const untold = new Transcript(SID);
+    untold.applyEvent(ev("message.updated", marker.info, 1));
+    assert.equal(untold.compaction("msg_5"), undefined);
+    assert.deepEqual(untold.compactions(), []);
+  });
+
+  test("compaction_updated_after_the_load_replaces_the_loaded_state_and_older_ones_are_dropped", () => {
+    const t = Transcript.fromLoad(loaded([marker, summary({})], 20, [compactionState("msg_5", "running")]));
+    assert.equal(t.applyEvent(compactionUpdated("msg_5", "failed", { error: { code: "x", message: "old" } }, 14)), "stale");
+    assert.equal(t.compaction("msg_5")?.status, "running");
+    const before = t.compactionRev("msg_5");
+    assert.equal(t.applyEvent(compactionUpdated("msg_5", "completed", { summaryMessageId: "msg_6" }, 21)), "applied");
     assert.equal(t.compaction("msg_5")?.status, "completed");
+    assert.equal(t.compaction("msg_5")?.summaryMessageId, "msg_6");
+    assert.notEqual(t.compactionRev("msg_5"), before);
   });
 
   test("removing_a_summary_moves_the_compaction_revision", () => {
-    const t = Transcript.fromLoad(loaded([marker, summary({ finish: "stop" })], 9));
+    const t = Transcript.fromLoad(
+      loaded([marker, summary({ finish: "stop" })], 9, [compactionState("msg_5", "completed", { summaryMessageId: "msg_6" })]),
+    );
     const before = t.compactionRev("msg_5");
     t.applyEvent(ev("message.removed", { sessionId: SID, messageId: "msg_6" }, 10));
     assert.notEqual(t.compactionRev("msg_5"), before);
-    assert.equal(t.compaction("msg_5")?.status, "pending");
+    assert.equal(t.message("msg_6"), undefined);
   });
 
   test("a_summary_known_only_by_its_parent_moves_its_markers_revision", () => {
-    const t = Transcript.fromLoad(loaded([marker], 9));
+    const t = Transcript.fromLoad(loaded([marker], 9, [compactionState("msg_5", "running")]));
     const orphan = info("msg_6", { kind: "summary", summary: true, parentId: "msg_5" });
     t.applyEvent(ev("message.updated", orphan, 10));
     const before = t.compactionRev("msg_5");
     t.applyEvent(ev("message.part.updated", text("prt_6", "msg_6", "summary so far"), 11));
     assert.notEqual(t.compactionRev("msg_5"), before);
-    assert.equal(t.compaction("msg_5")?.status, "running");
   });
 
   test("a_summary_change_moves_the_compaction_revision", () => {
-    const t = Transcript.fromLoad(loaded([marker, summary({})], 9));
+    const t = Transcript.fromLoad(loaded([marker, summary({})], 9, [compactionState("msg_5", "running")]));
     const before = t.compactionRev("msg_5");
     t.applyEvent(partDelta("msg_6", "prt_6", "## Objective\nsummary".length, " more", 10));
     assert.notEqual(t.compactionRev("msg_5"), before);

@@ -4,7 +4,7 @@ import { renderContext } from "../contextDocument";
 import { Transcript } from "../transcript";
 import type { CompactionItem, MessageItem } from "../viewMessages";
 import { ViewDiffer, buildItems } from "../viewModel";
-import { SID, compactionPart, compactionUpdated, delta, ev, info, loaded, prompt, text } from "./fixtures";
+import { SID, compactionPart, compactionState, compactionUpdated, delta, ev, info, loaded, prompt, text } from "./fixtures";
 
 function history(): Transcript {
   return Transcript.fromLoad(
@@ -32,6 +32,7 @@ function history(): Transcript {
         },
       ],
       30,
+      [compactionState("msg_5", "completed", { auto: true, attempts: 2, summaryMessageId: "msg_7" })],
     ),
   );
 }
