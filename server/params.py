@@ -34,13 +34,18 @@ def optional_str(p: dict[str, Any], name: str, max_chars: int = MAX_TEXT_CHARS) 
 
 
 def _str(p: dict[str, Any], name: str, max_chars: int) -> str:
-    value = p[name]
+    value = _text(p[name], name, max_chars)
+    if "\x00" in value:
+        raise invalid_params(name, "must not contain NUL characters")
+    return value
+
+
+def _text(value: Any, name: str, max_chars: int) -> str:
+    """A string of valid Unicode within ``max_chars`` (prompt texts may also hold NUL)."""
     if not isinstance(value, str):
         raise invalid_params(name, f"must be a string, got {_kind(value)}")
     if len(value) > max_chars:
         raise invalid_params(name, f"is longer than {max_chars} characters")
-    if "\x00" in value:
-        raise invalid_params(name, "must not contain NUL characters")
     if _LONE_SURROGATE.search(value):
         raise invalid_params(name, "must not contain lone surrogates (not valid Unicode)")
     return value
@@ -71,15 +76,7 @@ def prompt_texts(p: dict[str, Any]) -> tuple[str, ...]:
             raise invalid_params(where, f"must be an object, got {_kind(block)}")
         if block.get("type") != "text":
             raise invalid_params(f"{where}.type", 'must be "text" (the only block type supported)')
-        text = block.get("text")
-        if not isinstance(text, str):
-            raise invalid_params(f"{where}.text", f"must be a string, got {_kind(text)}")
-        if len(text) > MAX_TEXT_CHARS:
-            raise invalid_params(f"{where}.text", f"is longer than {MAX_TEXT_CHARS} characters")
-        if _LONE_SURROGATE.search(text):
-            problem = "must not contain lone surrogates (not valid Unicode)"
-            raise invalid_params(f"{where}.text", problem)
-        texts.append(text)
+        texts.append(_text(block.get("text"), f"{where}.text", MAX_TEXT_CHARS))
     if not any(t.strip() for t in texts):
         raise invalid_params("prompt", "has no text")
     return tuple(texts)
