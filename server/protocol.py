@@ -261,7 +261,10 @@ async def session_prompt(server: SessionServer, p: dict[str, Any]) -> Any:
 async def session_cancel(server: SessionServer, p: dict[str, Any]) -> Any:
     session_id = P.required_str(p, "sessionId")
     s = server.require()
-    stopped = await server.call(lambda: s.cancel(session_id))
+    # Stopped here on the event loop thread, where requests are taken in arrival order: a
+    # prompt that arrives after this cancel is queued after it and is not stopped by it.
+    stopped = s.stop_here(session_id)
+    await server.call(lambda: s.request_cancel(session_id))
     return {"cancelled": stopped}
 
 

@@ -195,19 +195,26 @@ class Sidecar:
         self.pump.follow(session_id)
         return self.runner.submit(session_id, PromptInput(texts, model))
 
-    def cancel(self, session_id: str) -> int:
-        """Stop the session's work here at once, and ask other processes (through the outbox)
-        to stop theirs. Returns how many turns and compactions this process stopped."""
-        with self._existing(session_id):
-            stopped = self.runner.cancel(session_id) if self.runner is not None else 0
-            with self.store.write() as tx:
-                tx.request_cancel(session_id)
-        return stopped
+    def stop_here(self, session_id: str) -> int:
+        """Stop what this process runs or has queued for the session, at once: call it where
+        requests arrive, in arrival order, so a prompt that arrives after the cancel is not
+        stopped by it. Returns how many turns and compactions were told to stop."""
+        return self.runner.cancel(session_id) if self.runner is not None else 0
+
+    def request_cancel(self, session_id: str) -> None:
+        """Ask every other process (through the outbox) to stop the session's work that was
+        submitted before this request committed. This process's own work is stopped by
+        :meth:`stop_here`; the event carries our runner id so we do not apply it again."""
+        with self._existing(session_id), self.store.write() as tx:
+            tx.request_cancel(session_id, origin=self.engine.runner.owner)
 
     def _observe(self, event: Event) -> None:
         """Every outbox event, from any process: act on cancel requests for work run here."""
-        if event.type == "session.cancel" and self.runner is not None:
-            self.runner.cancel(event.session_id, before_ms=event.time)
+        if event.type != "session.cancel" or self.runner is None:
+            return
+        if event.data.get("origin") == self.engine.runner.owner:
+            return  # stopped by arrival order when it came in (stop_here)
+        self.runner.cancel(event.session_id, before_ms=event.time)
 
     def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
         with self._existing(session_id):

@@ -69,11 +69,16 @@ class SessionOps(TxBase):
         self._emit(session_id, "session.updated", updated.to_json())
         return updated
 
-    def request_cancel(self, session_id: str) -> None:
+    def request_cancel(self, session_id: str, origin: str | None = None) -> None:
         """Record that a client asked to stop the session's running work, for whichever
-        process runs it: the ``session.cancel`` event is the request."""
+        process runs it: the ``session.cancel`` event is the request. ``origin`` names the
+        process that already stopped its own work when the cancel arrived, so that process
+        does not apply the request a second time to prompts that arrived after it."""
         self.require_session(session_id)
-        self._emit(session_id, "session.cancel", {"sessionId": session_id})
+        payload = {"sessionId": session_id}
+        if origin is not None:
+            payload["origin"] = origin
+        self._emit(session_id, "session.cancel", payload)
 
     def delete_session(self, session_id: str) -> None:
         """Remove the session and everything in it (its outbox events stay)."""

@@ -64,6 +64,11 @@ class Session:
     async def request(self, method: str, params: Any = None) -> Any:
         return await self._any.protocol.send_request_async(method, params)
 
+    def send(self, method: str, params: Any = None) -> asyncio.Future[Any]:
+        """Send a request now (before anything the caller sends next); await the answer later."""
+        future: asyncio.Future[Any] = self._any.protocol.send_request_async(method, params)
+        return future
+
     def notify(self, method: str, params: Any = None) -> None:
         self.client.protocol.notify(method, params)
 

@@ -267,3 +267,23 @@ async def test_keys_such_as_meta_reach_the_server_unchanged(server: Session) -> 
     # pygls' default converter would turn params into namedtuples and rename `_meta`.
     result = await server.request("session/new", {"title": "m", "_meta": {"x": 1}})
     assert result["session"]["title"] == "m"
+
+
+async def test_a_prompt_sent_right_after_a_cancel_is_answered_and_stored(server: Session) -> None:
+    sid = await new_session(server)
+    for i in range(12):
+        # The notification and the request without waiting for its answer: both arrive before
+        # the prompt, so they cannot stop it.
+        if i % 2:
+            server.notify("session/cancel", {"sessionId": sid})
+            cancelled = None
+        else:
+            cancelled = server.send("session/cancel", {"sessionId": sid})
+        result = await server.request("session/prompt", text_prompt(sid, f"prompt {i}"))
+        assert result["stopReason"] == "end_turn", i
+        assert result["messageId"] is not None and result["userMessageId"] is not None
+        if cancelled is not None:
+            assert (await cancelled)["cancelled"] == 0
+    loaded = await server.request("session/load", {"sessionId": sid})
+    prompts = [texts_of(m) for m in loaded["messages"] if m["info"]["kind"] == "prompt"]
+    assert prompts == [f"prompt {i}" for i in range(12)]
