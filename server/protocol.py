@@ -99,6 +99,9 @@ class SessionServer(LanguageServer):
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
         # marker id -> "creating" | "begun" | "ended" | "end-requested completed|failed"
         self._progress: dict[str, str] = {}
+        self.turns: set[asyncio.Task[Any]] = set()  # session/prompt handlers not yet answered
+        self.shut_down = False  # `shutdown` was received
+        self.exit_code: int | None = None  # set by `exit`: stop reading, send nothing more
         _register(self)
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ class SessionServer(LanguageServer):
 
     def send(self, method: str, params: Any) -> None:
         """Send a notification from any thread, in the order the calls were made."""
-        if self.loop is None or self.loop.is_closed():
+        if self.loop is None or self.loop.is_closed() or self.exit_code is not None:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
             self.loop.call_soon_threadsafe(self.protocol.notify, method, params)
@@ -254,7 +257,13 @@ async def session_prompt(server: SessionServer, p: dict[str, Any]) -> Any:
     s = server.require()
     # Submitted on the event loop thread, so prompts queue in the order they arrived.
     future = s.prompt(session_id, texts, model)
-    outcome = await asyncio.wrap_future(future)
+    task = asyncio.current_task()
+    assert task is not None
+    server.turns.add(task)  # `shutdown` answers after every turn it stops has been answered
+    try:
+        outcome = await asyncio.wrap_future(future)
+    finally:
+        server.turns.discard(task)
     return wire.turn(outcome)
 
 
@@ -339,9 +348,17 @@ def _register(server: SessionServer) -> None:
         ls.sidecar.start()
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: SessionServer, *_: Any) -> None:
-        if ls.sidecar is not None and ls.sidecar.runner is not None:
-            ls.sidecar.runner.close(timeout=2.0)
+    async def shutdown(ls: SessionServer, *_: Any) -> None:
+        # pygls cancels every request still pending once this handler returns, which would
+        # answer the stopped prompts with -32800 and lose their ids: stop the turns (off the
+        # event loop, so their last notifications and answers can still be written), then
+        # wait until each prompt has its result.
+        ls.shut_down = True
+        runner = ls.sidecar.runner if ls.sidecar is not None else None
+        if runner is not None:
+            await ls.call(lambda: runner.close(timeout=2.0))
+        if ls.turns:
+            await asyncio.wait(set(ls.turns), timeout=2.0)
 
 
 # --- stdio ----------------------------------------------------------------------------------------
@@ -393,6 +410,16 @@ class _Frames:
         return (length, body)
 
 
+class _Discard:
+    """The writer after ``exit``: the client has gone away from this conversation."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _error_frame(server: SessionServer, msg_id: Any, code: int, message: str) -> None:
     server.protocol._send_data(  # the one writer; called on the event loop thread
         {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
@@ -434,7 +461,12 @@ def _handle_frame(server: SessionServer, length: int | None, body: bytes | None)
             server, None, INVALID_REQUEST, "invalid request: id must be a string or a number"
         )
         return
-    if is_request and server.protocol._shutdown and data["method"] != "exit":
+    if data.get("method") == "exit" and not is_request:
+        # Handled here rather than by pygls, whose `exit` closes stdout while turns still send
+        # notifications and answers: each failed write was logged with two tracebacks.
+        server.exit_code = 0 if server.shut_down else 1
+        return
+    if is_request and server.shut_down:
         # pygls drops everything after `shutdown`; LSP asks for an error (InvalidRequest).
         _error_frame(server, msg_id, INVALID_REQUEST, "invalid request: the server is shut down")
         return
@@ -472,8 +504,14 @@ async def _serve(server: SessionServer, stdin: BinaryIO, stdout: BinaryIO) -> No
             if frame is None:
                 break
             _handle_frame(server, *frame)
+            if server.exit_code is not None:
+                break
     finally:
         reader.shutdown(wait=False)
+        if server.exit_code is not None:
+            # asyncio.run cancels the handlers still pending as it returns; after `exit`
+            # nothing more reaches the client.
+            server.protocol.set_writer(_Discard())
 
 
 def serve_stdio(
@@ -486,12 +524,8 @@ def serve_stdio(
         asyncio.run(_serve(server, stdin or sys.stdin.buffer, out))
     except BrokenPipeError:
         log.warning("the client closed the connection")
-    except SystemExit as e:  # ``exit`` notification
-        code = e.code if isinstance(e.code, int) else 0
-        _close(server)
-        return code
     _close(server)
-    return 0
+    return server.exit_code or 0
 
 
 def _close(server: SessionServer) -> None:

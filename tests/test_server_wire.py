@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +15,38 @@ import pytest
 from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.protocol import MAX_FRAME_BYTES
 from server.rpc_client import encode_frame, read_frame
+from store import Store
+from tests.fakes.openai_server import FakeOpenAI, Stall
 from tests.lsp_support import server_env
 
 
 class Raw:
     """The server under a hand-written client that can send anything."""
 
-    def __init__(self, tmp_path: Path, db: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        db: str | None = None,
+        *,
+        config_text: str = "",
+        env: Mapping[str, str] | None = None,
+        stderr: Path | None = None,
+    ) -> None:
         config = tmp_path / "config.toml"
-        config.write_text("")
-        db = db or str(tmp_path / "db.sqlite")
+        config.write_text(config_text)
+        self.db = db or str(tmp_path / "db.sqlite")
+        err = stderr.open("wb") if stderr is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--db", db, "--config", str(config)],
+            [sys.executable, "-m", "server.cli", "serve", "--db", self.db, "--config", str(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=server_env(),
+            stderr=err,
+            env=server_env(env),
         )
+        if stderr is not None:
+            err.close()  # type: ignore[union-attr]
         self.next_id = 0
+        self.notifications: list[dict[str, Any]] = []
 
     def send(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -50,16 +64,38 @@ class Raw:
         assert isinstance(message, dict)
         return message
 
-    def request(self, method: str, params: Any = None) -> dict[str, Any]:
+    def send_request(self, method: str, params: Any = None) -> int:
+        """Send a request without waiting; returns its id (see :meth:`answers`)."""
         self.next_id += 1
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
         if params is not None:
             message["params"] = params
         self.send(encode_frame(message))
+        return self.next_id
+
+    def answers(self, ids: set[int]) -> dict[int, dict[str, Any]]:
+        """Read until every request in ``ids`` is answered; notifications are kept."""
+        found: dict[int, dict[str, Any]] = {}
+        while set(found) != ids:
+            message = self.read()
+            if "method" in message:
+                self.notifications.append(message)
+            elif message.get("id") in ids:
+                found[message["id"]] = message
+        return found
+
+    def wait_for_notification(self, method: str) -> dict[str, Any]:
         while True:
-            reply = self.read()
-            if reply.get("id") == self.next_id and "method" not in reply:
-                return reply
+            message = self.read()
+            if "method" not in message:
+                continue
+            self.notifications.append(message)
+            if message["method"] == method:
+                return message
+
+    def request(self, method: str, params: Any = None) -> dict[str, Any]:
+        msg_id = self.send_request(method, params)
+        return self.answers({msg_id})[msg_id]
 
     def initialize(self) -> None:
         reply = self.request("initialize", {"processId": None, "capabilities": {}})
@@ -206,3 +242,78 @@ def test_chat_one_shot_prints_the_streamed_answer(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('You said: "hello from the terminal"')
     assert "sessionlsp chat --session ses_" in result.stderr
+
+
+@pytest.fixture
+def stalling(tmp_path: Path) -> Iterator[tuple[Raw, FakeOpenAI, str]]:
+    """A server on the fake OpenAI provider, with a session whose next answer stalls after two
+    chunks, and that prompt sent (its id is the first request after the session's)."""
+    with FakeOpenAI(chunk_chars=6) as fake:
+        env = {"SESSIONLSP_BASE_URL": fake.base_url, "SESSIONLSP_API_KEY": "sk-test-key"}
+        raw = Raw(
+            tmp_path,
+            config_text='provider = "openai"\nmodel = "fake-model"\n',
+            env=env,
+            stderr=tmp_path / "stderr.log",
+        )
+        try:
+            raw.initialize()
+            sid = raw.request("session/new", {"title": "t"})["result"]["sessionId"]
+            fake.push(Stall(after_chunks=2, text="partial answer that never ends"), when="chat")
+            yield raw, fake, sid
+        finally:
+            if raw.proc.poll() is None:
+                raw.proc.kill()
+                raw.proc.wait()
+
+
+def _prompt(sid: str, text: str) -> dict[str, Any]:
+    return {"sessionId": sid, "prompt": [{"type": "text", "text": text}]}
+
+
+def test_shutdown_during_a_turn_answers_the_prompts_with_their_ids(
+    stalling: tuple[Raw, FakeOpenAI, str],
+) -> None:
+    raw, _, sid = stalling
+    running = raw.send_request("session/prompt", _prompt(sid, "first"))
+    queued = raw.send_request("session/prompt", _prompt(sid, "second"))
+    raw.wait_for_notification("session/delta")
+    shutdown = raw.send_request("shutdown")
+    answers = raw.answers({running, queued, shutdown})
+
+    assert answers[shutdown]["result"] is None
+    first = answers[running]["result"]  # a result, not the -32800 error
+    assert first["stopReason"] == "cancelled"
+    assert first["userMessageId"] is not None and first["messageId"] is not None
+    # the queued prompt never started: nothing of it is stored, so it has no ids
+    assert answers[queued]["result"] == {"stopReason": "cancelled", "messageId": None}
+    raw.send(encode_frame({"jsonrpc": "2.0", "method": "exit"}))
+    assert raw.proc.wait(timeout=20) == 0
+    store = Store(raw.db)
+    try:
+        with store.read() as tx:
+            reply = tx.history(sid)[-1]
+        assert reply.info.id == first["messageId"]
+        assert reply.info.error is not None and reply.info.error.name == "Cancelled"
+    finally:
+        store.close()
+
+
+def test_exit_without_shutdown_during_a_turn_ends_at_once_with_a_short_log(
+    stalling: tuple[Raw, FakeOpenAI, str], tmp_path: Path
+) -> None:
+    raw, _, sid = stalling
+    raw.send_request("session/prompt", _prompt(sid, "first"))
+    raw.wait_for_notification("session/delta")
+    raw.send(encode_frame({"jsonrpc": "2.0", "method": "exit"}))
+    assert raw.proc.wait(timeout=20) == 1  # LSP: exit without shutdown is code 1
+    log = (tmp_path / "stderr.log").read_bytes()
+    assert len(log.splitlines()) <= 3, log[:2000]
+    assert b"Traceback" not in log
+    store = Store(raw.db)
+    try:
+        with store.read() as tx:
+            reply = tx.history(sid)[-1]
+        assert reply.info.error is not None and reply.info.error.name == "Cancelled"
+    finally:
+        store.close()
