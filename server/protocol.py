@@ -96,7 +96,10 @@ class SessionServer(LanguageServer):
         self.base_config = base_config
         self.sidecar: Sidecar | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
+        # Two pools: requests that may wait for a model or another process's lease (compaction)
+        # never take the threads that quick requests (list, load, cancel, ...) need.
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc")
+        self.waiting_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc-wait")
         # marker id -> "creating" | "begun" | "ended" | "end-requested completed|failed"
         self._progress: dict[str, str] = {}
         self.turns: set[asyncio.Task[Any]] = set()  # session/prompt handlers not yet answered
@@ -121,10 +124,11 @@ class SessionServer(LanguageServer):
             raise RpcFailure(SERVER_NOT_INITIALIZED, "server not initialized: send initialize")
         return self.sidecar
 
-    async def call(self, fn: Callable[[], T]) -> T:
-        """Run a blocking Sidecar call on a worker thread."""
+    async def call(self, fn: Callable[[], T], *, waits: bool = False) -> T:
+        """Run a blocking Sidecar call on a worker thread; ``waits`` for a call that may wait
+        for a model or for another process (it runs in a pool of its own)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, fn)
+        return await loop.run_in_executor(self.waiting_executor if waits else self.executor, fn)
 
     def send(self, method: str, params: Any) -> None:
         """Send a notification from any thread, in the order the calls were made."""
@@ -281,7 +285,7 @@ async def session_compact(server: SessionServer, p: dict[str, Any]) -> Any:
     session_id = P.required_str(p, "sessionId")
     instructions = P.optional_str(p, "instructions", 20_000)
     s = server.require()
-    outcome = await server.call(lambda: s.compact(session_id, instructions))
+    outcome = await server.call(lambda: s.compact(session_id, instructions), waits=True)
     # This process's commits were sent as they happened; a compaction another process drove
     # is only polled for, so read its events now, before the answer that reports its end.
     await server.call(s.sync_now)
@@ -532,3 +536,4 @@ def _close(server: SessionServer) -> None:
     if server.sidecar is not None:
         server.sidecar.close()
     server.executor.shutdown(wait=False, cancel_futures=True)
+    server.waiting_executor.shutdown(wait=False, cancel_futures=True)

@@ -66,8 +66,9 @@ class Session:
 
     def send(self, method: str, params: Any = None) -> asyncio.Future[Any]:
         """Send a request now (before anything the caller sends next); await the answer later."""
-        future: asyncio.Future[Any] = self._any.protocol.send_request_async(method, params)
-        return future
+        # pytest-lsp's send_request_async is a coroutine that sends only once awaited; pygls'
+        # send_request writes at once.
+        return asyncio.wrap_future(self._any.protocol.send_request(method, params))
 
     def notify(self, method: str, params: Any = None) -> None:
         self.client.protocol.notify(method, params)

@@ -13,7 +13,9 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+import tests.support
 from server.errors import PROVIDER_ERROR, PROVIDER_NOT_CONFIGURED
+from store import Store
 from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply, Stall
 from tests.lsp_support import Session, start
 
@@ -334,3 +336,36 @@ async def test_text_shown_before_a_stall_is_stored_while_the_stream_is_silent(
     assert text_of(loaded["messages"][-1]) == shown
     await server.request("session/cancel", {"sessionId": sid})
     assert (await asyncio.wait_for(turn, 20))["stopReason"] == "cancelled"
+
+
+@pytest.mark.slow
+async def test_compactions_waiting_for_summaries_do_not_hold_up_list_or_cancel(
+    server: Session, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "sessions.db")  # a second process's view of the same file
+    try:
+        sessions = []
+        for i in range(70):
+            sid = tests.support.new_session(store, f"s{i}")
+            tests.support.add_turn(store, sid, f"question {i}", f"answer {i}")
+            tests.support.add_turn(store, sid, f"more {i}", f"more answers {i}")
+            sessions.append(sid)
+    finally:
+        store.close()
+    # each summary never ends
+    fake.push_all([Stall(after_chunks=1, text="## Objective\n") for _ in sessions], "summary")
+    compacts = [server.send("session/compact", {"sessionId": sid}) for sid in sessions]
+    # as many as the old pool of 64 threads could hold
+    assert await asyncio.to_thread(fake.wait_for_requests, 64, 60), fake.summary_requests
+
+    listed = await asyncio.wait_for(server.request("session/list", {"limit": 100}), 10)
+    assert len(listed["sessions"]) == 70
+    cancelled = await asyncio.wait_for(
+        server.request("session/cancel", {"sessionId": sessions[0]}), 10
+    )
+    assert cancelled["cancelled"] == 1
+    first = await asyncio.wait_for(compacts[0], 10)
+    assert first["status"] == "failed"
+    for sid in sessions[1:]:
+        server.notify("session/cancel", {"sessionId": sid})
+    await asyncio.wait_for(asyncio.gather(*compacts), 30)
