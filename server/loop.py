@@ -30,7 +30,12 @@ from typing import Literal, Protocol
 
 import apsw
 
-from server.compaction import AnyCancel, CompactionEngine, CompactionOutcome
+from server.compaction import (
+    CANCELLED,
+    AnyCancel,
+    CompactionEngine,
+    CompactionOutcome,
+)
 from server.context import ModelContext, build_context
 from server.errors import (
     CONTEXT_TOO_LARGE,
@@ -55,6 +60,7 @@ from server.tools import TOOL_SPECS, run_tool
 from store import LeaseLost, NotFound, Store, StoreError
 from store.ids import new_id
 from store.models import (
+    CompactionError,
     Message,
     MessageError,
     ReasoningPart,
@@ -196,13 +202,30 @@ class PromptRunner:
             q = self._queues.get(session_id)
             return bool(q and (q.current or q.jobs))
 
-    def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
-        """A manual compaction. When a turn is running here, its runner drives the marker at
-        its next step boundary and this call waits for the result."""
+    def stop_token(self, session_id: str) -> threading.Event:
+        """A cancel token for a manual compaction about to be asked for, registered at once so
+        that a ``session/cancel`` arriving after the request (but before a worker picks it up)
+        stops it. Pass it to :meth:`compact`, which unregisters it."""
         cancel = threading.Event()
         with self._guard:
             self._compact_cancels.setdefault(session_id, set()).add(cancel)
+        return cancel
+
+    def forget_token(self, session_id: str, cancel: threading.Event) -> None:
+        with self._guard:
+            self._compact_cancels.get(session_id, set()).discard(cancel)
+
+    def compact(
+        self, session_id: str, instructions: str | None, cancel: threading.Event | None = None
+    ) -> CompactionOutcome:
+        """A manual compaction. When a turn is running here, its runner drives the marker at
+        its next step boundary and this call waits for the result."""
+        if cancel is None:
+            cancel = self.stop_token(session_id)
         try:
+            if cancel.is_set():
+                stopped = CompactionError(CANCELLED, "cancelled before it started")
+                return CompactionOutcome(None, False, "failed", error=stopped)
             requested = self.engine.request(session_id, instructions=instructions)
             if requested.marker_id is None:
                 return requested
@@ -210,8 +233,7 @@ class PromptRunner:
             done = self.engine.run(session_id, requested.marker_id, cancel=cancel)
             return replace(done, created=requested.created)
         finally:
-            with self._guard:
-                self._compact_cancels[session_id].discard(cancel)
+            self.forget_token(session_id, cancel)
             if not self.busy(session_id):
                 self._status(session_id, "idle")
 

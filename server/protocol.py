@@ -285,7 +285,8 @@ async def session_compact(server: SessionServer, p: dict[str, Any]) -> Any:
     session_id = P.required_str(p, "sessionId")
     instructions = P.optional_str(p, "instructions", 20_000)
     s = server.require()
-    outcome = await server.call(lambda: s.compact(session_id, instructions), waits=True)
+    token = s.stop_token(session_id)  # on the event loop: a later session/cancel stops it
+    outcome = await server.call(lambda: s.compact(session_id, instructions, token), waits=True)
     # This process's commits were sent as they happened; a compaction another process drove
     # is only polled for, so read its events now, before the answer that reports its end.
     await server.call(s.sync_now)

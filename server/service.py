@@ -216,12 +216,23 @@ class Sidecar:
             return  # stopped by arrival order when it came in (stop_here)
         self.runner.cancel(event.session_id, before_ms=event.time)
 
-    def compact(self, session_id: str, instructions: str | None) -> CompactionOutcome:
-        with self._existing(session_id):
-            self.pump.follow(session_id)
-            if self.runner is not None:
-                return self.runner.compact(session_id, instructions)
-            return self.engine.compact(session_id, instructions=instructions)
+    def stop_token(self, session_id: str) -> threading.Event | None:
+        """Register a manual compaction as it arrives, so a cancel sent after it stops it even
+        before a worker runs it; pass the token to :meth:`compact`."""
+        return self.runner.stop_token(session_id) if self.runner is not None else None
+
+    def compact(
+        self, session_id: str, instructions: str | None, cancel: threading.Event | None = None
+    ) -> CompactionOutcome:
+        try:
+            with self._existing(session_id):
+                self.pump.follow(session_id)
+                if self.runner is not None:
+                    return self.runner.compact(session_id, instructions, cancel)
+                return self.engine.compact(session_id, instructions=instructions)
+        finally:
+            if cancel is not None and self.runner is not None:
+                self.runner.forget_token(session_id, cancel)
 
     def sync_now(self) -> None:
         """Send every event committed so far, by any process. Commits made here are sent as
