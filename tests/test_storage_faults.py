@@ -242,6 +242,49 @@ def test_read_only_database_refuses_writes_with_a_storage_error_and_still_serves
     assert_nothing_lost(place.db, before)
 
 
+def immutable(paths: list[Path], on: bool) -> None:
+    """``chattr +i`` / ``-i``: a fault that binds root too (file modes do not)."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("no chattr: cannot make a file immutable")
+    flag = "+i" if on else "-i"
+    for path in paths:
+        done = subprocess.run(
+            [chattr, flag, str(path)], capture_output=True, check=False, timeout=WAIT_S
+        )
+        if done.returncode != 0:
+            if on:
+                pytest.skip(f"chattr +i fails here: {done.stderr.decode(errors='replace')}")
+            raise AssertionError(f"chattr -i {path}: {done.stderr.decode(errors='replace')}")
+
+
+def test_database_read_only_when_the_server_started_takes_writes_once_the_fault_clears(
+    place: Place, clients: list[RpcClient]
+) -> None:
+    sessions = populated(place, clients)
+    before = read_snapshot(place.db)
+    files = [p for p in (place.db, place.db.with_name(place.db.name + "-wal")) if p.exists()]
+    immutable(files, on=True)
+    try:
+        server = place.start()
+        clients.append(server)
+        error = storage_error(lambda: server.request("session/new", {}, timeout=WAIT_S))
+        assert "readonly" in error.message
+        assert "readonly" in turn_storage_error(prompt(server, sessions[0], "while read-only"))
+        listed = server.request("session/list", {}, timeout=WAIT_S)  # reads still work
+        assert len(listed["sessions"]) == 3
+    finally:
+        immutable(files, on=False)
+    # The same server, without a restart: every kind of write works again.
+    created = server.request("session/new", {"title": "after the fault"}, timeout=WAIT_S)
+    assert created["session"]["title"] == "after the fault"
+    assert prompt(server, sessions[0], "writable again")["stopReason"] == "end_turn"
+    compacted = server.request("session/compact", {"sessionId": sessions[1]}, timeout=WAIT_S)
+    assert compacted["status"] == "completed"
+    assert server.close() == 0
+    assert_nothing_lost(place.db, before)
+
+
 # --- disk full ----------------------------------------------------------------------------------
 
 
