@@ -4,7 +4,7 @@ It imports nothing from ``server``. All SQL lives in this package.
 """
 
 from store.db import Store, default_db_path
-from store.errors import LeaseLost, NotFound, ReadOnlyView, StoreError
+from store.errors import LeaseLost, NotFound, ReadOnlyView, SchemaTooNew, StoreError
 from store.leases import RunnerId
 from store.tx import Tx
 
@@ -13,6 +13,7 @@ __all__ = [
     "NotFound",
     "ReadOnlyView",
     "RunnerId",
+    "SchemaTooNew",
     "Store",
     "StoreError",
     "Tx",

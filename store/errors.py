@@ -22,3 +22,7 @@ class ReadOnlyView(StoreError):
 
 class LeaseLost(StoreError):
     """This runner no longer holds the session's lease; another runner took it over."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer sessionlsp; this one will not touch it."""

@@ -7,16 +7,14 @@ from importlib import resources
 
 import apsw
 
+from store.errors import SchemaTooNew
+
 # (version, script): each script takes the database from version - 1 to version.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "schema.sql"),
     (2, "migration_2.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
-
-
-class SchemaTooNew(Exception):
-    """The database was written by a newer sessionlsp; this one will not touch it."""
 
 
 def current_version(conn: apsw.Connection) -> int:

@@ -27,6 +27,7 @@ import pytest
 
 from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.rpc_client import RpcClient, RpcError
+from store.migrations import LATEST
 from tests.soak.servers import Outputs, kill, spawn, write_config
 
 WAIT_S = 60.0  # an answer normally takes milliseconds; a locked write takes the busy timeout
@@ -515,3 +516,34 @@ def test_damaged_page_fails_the_requests_that_read_it_and_the_file_is_not_rewrit
     with place.db.open("rb") as f:
         f.seek(offset)
         assert f.read(size) == b"\xff" * size
+
+
+# --- a file this sessionlsp must not use ------------------------------------------------------
+
+
+def refused_at_initialize(place: Place, clients: list[RpcClient]) -> RpcError:
+    """Start a server on ``place.db``: its ``initialize`` must fail with a storage error, and
+    the server stays uninitialized."""
+    server = place.start(init=False)
+    clients.append(server)
+    error = storage_error(lambda: server.initialize(capabilities={}, timeout=WAIT_S))
+    with pytest.raises(RpcError) as refused:
+        server.request("session/list", {}, timeout=WAIT_S)
+    assert refused.value.code == SERVER_NOT_INITIALIZED
+    assert server.close() == 0
+    return error
+
+
+def test_database_from_a_newer_sessionlsp_fails_initialize_with_a_storage_error_naming_versions(
+    place: Place, clients: list[RpcClient]
+) -> None:
+    populated(place, clients)
+    conn = apsw.Connection(str(place.db))
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    file_before = digest(place.db)
+
+    error = refused_at_initialize(place, clients)
+    assert f"schema version {LATEST + 1} is newer" in error.message
+    assert f"({LATEST})" in error.message
+    assert digest(place.db) == file_before

@@ -11,8 +11,8 @@ from typing import Any
 import apsw
 import pytest
 
-from store import Store, StoreError, migrations
-from store.migrations import LATEST, SchemaTooNew
+from store import SchemaTooNew, Store, StoreError, migrations
+from store.migrations import LATEST
 from store.models import Event, TextPart
 
 
