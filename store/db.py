@@ -23,7 +23,7 @@ import apsw
 import platformdirs
 
 from store.errors import StoreError
-from store.migrations import migrate, refuse_newer_schema
+from store.migrations import migrate, refuse_unusable_file
 from store.models import Event
 from store.tx import Tx
 
@@ -74,7 +74,7 @@ class Store:
         self._generation = 0  # bumped after every commit made through this Store
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            refuse_newer_schema(self.path)
+            refuse_unusable_file(self.path)
             with self.write() as tx:
                 migrate(tx.connection)
         except apsw.Error as e:

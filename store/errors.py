@@ -26,3 +26,7 @@ class LeaseLost(StoreError):
 
 class SchemaTooNew(StoreError):
     """The database was written by a newer sessionlsp; this one will not touch it."""
+
+
+class NotASessionlspDatabase(StoreError):
+    """The file is another program's SQLite database; sessionlsp will not adopt it."""

@@ -547,3 +547,38 @@ def test_database_from_a_newer_sessionlsp_fails_initialize_with_a_storage_error_
     assert f"schema version {LATEST + 1} is newer" in error.message
     assert f"({LATEST})" in error.message
     assert digest(place.db) == file_before
+
+
+def foreign_database(db: Path, tables: list[str]) -> None:
+    """Another program's SQLite file: its own tables and rows, the default rollback journal."""
+    conn = apsw.Connection(str(db))
+    for table in tables:
+        conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute(f"INSERT INTO {table} (body) VALUES ('theirs')")
+    conn.close()
+
+
+@pytest.mark.parametrize("tables", [["notes", "tags"], ["session"]], ids=["own", "clashing"])
+def test_another_programs_sqlite_file_fails_initialize_and_is_left_byte_for_byte(
+    place: Place, clients: list[RpcClient], tables: list[str]
+) -> None:
+    foreign_database(place.db, tables)
+    file_before = digest(place.db)
+    assert place.db.read_bytes()[18:20] == b"\x01\x01"  # rollback journal, not WAL
+
+    error = refused_at_initialize(place, clients)
+    assert "not a sessionlsp database" in error.message
+    assert all(table in error.message for table in tables)
+    assert digest(place.db) == file_before
+    assert place.db.read_bytes()[18:20] == b"\x01\x01"  # not switched to WAL
+    assert sorted(p.name for p in place.db.parent.iterdir()) == ["sessions.db"]
+
+
+def test_an_empty_file_is_taken_as_a_new_database(place: Place, clients: list[RpcClient]) -> None:
+    place.db.touch()
+    server = place.start()
+    clients.append(server)
+    created = server.request("session/new", {"title": "in an empty file"}, timeout=WAIT_S)
+    assert prompt(server, created["sessionId"], "hello")["stopReason"] == "end_turn"
+    assert server.close() == 0
+    assert list(read_snapshot(place.db).sessions) == [created["sessionId"]]
