@@ -23,7 +23,7 @@ import apsw
 import platformdirs
 
 from store.errors import StoreError
-from store.migrations import migrate, refuse_newer_schema
+from store.migrations import migrate, refuse_unusable_file
 from store.models import Event
 from store.tx import Tx
 
@@ -74,7 +74,7 @@ class Store:
         self._generation = 0  # bumped after every commit made through this Store
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            refuse_newer_schema(self.path)
+            refuse_unusable_file(self.path)
             with self.write() as tx:
                 migrate(tx.connection)
         except apsw.Error as e:
@@ -100,6 +100,24 @@ class Store:
                 self._all.append(conn)
         return conn
 
+    def _writable_connection(self) -> apsw.Connection:
+        """This thread's connection for a new write transaction.
+
+        SQLite opens a file it cannot write (immutable, on a read-only mount, a read-only
+        mode) read-only, and a connection stays read-only for its life. So a connection that
+        came up read-only is closed and a new one opened: once the fault clears, writes work
+        again without a restart. While the fault lasts the new one is read-only too, and the
+        write fails with SQLite's "attempt to write a readonly database".
+        """
+        conn = self._connection()
+        if conn.readonly("main") and not conn.in_transaction:
+            self._local.conn = None
+            with self._all_lock, contextlib.suppress(ValueError):
+                self._all.remove(conn)
+            conn.close()
+            conn = self._connection()
+        return conn
+
     def close(self) -> None:
         with self._all_lock:
             for conn in self._all:
@@ -118,9 +136,9 @@ class Store:
         context manager: a statement releases the GIL while SQLite waits for the write lock, so
         a writer waiting on another never freezes the rest of this process.
         """
-        conn = self._connection()
         outbox: list[Event] | None = getattr(self._local, "outbox", None)
         if outbox is not None:  # nested: a savepoint inside the open transaction
+            conn = self._connection()
             mark = len(outbox)
             try:
                 with conn:
@@ -129,6 +147,7 @@ class Store:
                 del outbox[mark:]
                 raise
             return
+        conn = self._writable_connection()
         outbox = []
         self._local.outbox = outbox
         try:

@@ -22,3 +22,11 @@ class ReadOnlyView(StoreError):
 
 class LeaseLost(StoreError):
     """This runner no longer holds the session's lease; another runner took it over."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer sessionlsp; this one will not touch it."""
+
+
+class NotASessionlspDatabase(StoreError):
+    """The file is another program's SQLite database; sessionlsp will not adopt it."""

@@ -7,16 +7,14 @@ from importlib import resources
 
 import apsw
 
+from store.errors import NotASessionlspDatabase, SchemaTooNew
+
 # (version, script): each script takes the database from version - 1 to version.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "schema.sql"),
     (2, "migration_2.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
-
-
-class SchemaTooNew(Exception):
-    """The database was written by a newer sessionlsp; this one will not touch it."""
 
 
 def current_version(conn: apsw.Connection) -> int:
@@ -29,18 +27,37 @@ def read_script(name: str) -> str:
     return resources.files("store").joinpath(name).read_text(encoding="utf-8")
 
 
-def refuse_newer_schema(path: str | os.PathLike[str]) -> None:
-    """Raise SchemaTooNew before anything (even the journal mode) changes a newer file."""
+def refuse_unusable_file(path: str | os.PathLike[str]) -> None:
+    """Before anything (even the journal mode) changes the file, refuse one this version must
+    not use: written by a newer sessionlsp (SchemaTooNew), or another program's database
+    (NotASessionlspDatabase). A missing or empty file is fine: it becomes a new database.
+
+    A sessionlsp file at version 0 is empty: the first migration creates the tables and sets
+    the version in one transaction. So any table, view, index or trigger at version 0 belongs
+    to someone else.
+    """
     if not os.path.exists(path):
         return
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         version = current_version(conn)
+        names = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+            )
+        ]
+        objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     finally:
         conn.close()
     if version > LATEST:
         raise SchemaTooNew(
             f"database schema version {version} is newer than this sessionlsp supports ({LATEST})"
+        )
+    if version == 0 and objects and objects[0]:
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise NotASessionlspDatabase(
+            f"{path} is not a sessionlsp database (it holds tables: {shown or 'none'})"
         )
 
 

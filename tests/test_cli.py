@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import apsw
+
 from store import Store
 from store.migrations import LATEST
 from tests.support import add_turn, new_session
@@ -39,3 +41,25 @@ def test_info_creates_a_missing_database_in_a_new_directory(tmp_path: Path) -> N
     )
     assert json.loads(done.stdout)["rows"]["session"] == 0
     assert target.exists()
+
+
+def test_info_on_a_database_from_a_newer_sessionlsp_says_so_in_one_line_and_fails(
+    db_path: Path,
+) -> None:
+    Store(db_path).close()
+    conn = apsw.Connection(str(db_path))
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "info", "--db", str(db_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"sessionlsp: database schema version {LATEST + 1} is newer than this sessionlsp"
+        f" supports ({LATEST})"
+    ]

@@ -27,6 +27,7 @@ import pytest
 
 from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.rpc_client import RpcClient, RpcError
+from store.migrations import LATEST
 from tests.soak.servers import Outputs, kill, spawn, write_config
 
 WAIT_S = 60.0  # an answer normally takes milliseconds; a locked write takes the busy timeout
@@ -239,6 +240,49 @@ def test_read_only_database_refuses_writes_with_a_storage_error_and_still_serves
     finally:
         os.chmod(place.db, 0o644)
     assert digest(place.db) == file_before
+    assert_nothing_lost(place.db, before)
+
+
+def immutable(paths: list[Path], on: bool) -> None:
+    """``chattr +i`` / ``-i``: a fault that binds root too (file modes do not)."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("no chattr: cannot make a file immutable")
+    flag = "+i" if on else "-i"
+    for path in paths:
+        done = subprocess.run(
+            [chattr, flag, str(path)], capture_output=True, check=False, timeout=WAIT_S
+        )
+        if done.returncode != 0:
+            if on:
+                pytest.skip(f"chattr +i fails here: {done.stderr.decode(errors='replace')}")
+            raise AssertionError(f"chattr -i {path}: {done.stderr.decode(errors='replace')}")
+
+
+def test_database_read_only_when_the_server_started_takes_writes_once_the_fault_clears(
+    place: Place, clients: list[RpcClient]
+) -> None:
+    sessions = populated(place, clients)
+    before = read_snapshot(place.db)
+    files = [p for p in (place.db, place.db.with_name(place.db.name + "-wal")) if p.exists()]
+    immutable(files, on=True)
+    try:
+        server = place.start()
+        clients.append(server)
+        error = storage_error(lambda: server.request("session/new", {}, timeout=WAIT_S))
+        assert "readonly" in error.message
+        assert "readonly" in turn_storage_error(prompt(server, sessions[0], "while read-only"))
+        listed = server.request("session/list", {}, timeout=WAIT_S)  # reads still work
+        assert len(listed["sessions"]) == 3
+    finally:
+        immutable(files, on=False)
+    # The same server, without a restart: every kind of write works again.
+    created = server.request("session/new", {"title": "after the fault"}, timeout=WAIT_S)
+    assert created["session"]["title"] == "after the fault"
+    assert prompt(server, sessions[0], "writable again")["stopReason"] == "end_turn"
+    compacted = server.request("session/compact", {"sessionId": sessions[1]}, timeout=WAIT_S)
+    assert compacted["status"] == "completed"
+    assert server.close() == 0
     assert_nothing_lost(place.db, before)
 
 
@@ -472,3 +516,69 @@ def test_damaged_page_fails_the_requests_that_read_it_and_the_file_is_not_rewrit
     with place.db.open("rb") as f:
         f.seek(offset)
         assert f.read(size) == b"\xff" * size
+
+
+# --- a file this sessionlsp must not use ------------------------------------------------------
+
+
+def refused_at_initialize(place: Place, clients: list[RpcClient]) -> RpcError:
+    """Start a server on ``place.db``: its ``initialize`` must fail with a storage error, and
+    the server stays uninitialized."""
+    server = place.start(init=False)
+    clients.append(server)
+    error = storage_error(lambda: server.initialize(capabilities={}, timeout=WAIT_S))
+    with pytest.raises(RpcError) as refused:
+        server.request("session/list", {}, timeout=WAIT_S)
+    assert refused.value.code == SERVER_NOT_INITIALIZED
+    assert server.close() == 0
+    return error
+
+
+def test_database_from_a_newer_sessionlsp_fails_initialize_with_a_storage_error_naming_versions(
+    place: Place, clients: list[RpcClient]
+) -> None:
+    populated(place, clients)
+    conn = apsw.Connection(str(place.db))
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    file_before = digest(place.db)
+
+    error = refused_at_initialize(place, clients)
+    assert f"schema version {LATEST + 1} is newer" in error.message
+    assert f"({LATEST})" in error.message
+    assert digest(place.db) == file_before
+
+
+def foreign_database(db: Path, tables: list[str]) -> None:
+    """Another program's SQLite file: its own tables and rows, the default rollback journal."""
+    conn = apsw.Connection(str(db))
+    for table in tables:
+        conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute(f"INSERT INTO {table} (body) VALUES ('theirs')")
+    conn.close()
+
+
+@pytest.mark.parametrize("tables", [["notes", "tags"], ["session"]], ids=["own", "clashing"])
+def test_another_programs_sqlite_file_fails_initialize_and_is_left_byte_for_byte(
+    place: Place, clients: list[RpcClient], tables: list[str]
+) -> None:
+    foreign_database(place.db, tables)
+    file_before = digest(place.db)
+    assert place.db.read_bytes()[18:20] == b"\x01\x01"  # rollback journal, not WAL
+
+    error = refused_at_initialize(place, clients)
+    assert "not a sessionlsp database" in error.message
+    assert all(table in error.message for table in tables)
+    assert digest(place.db) == file_before
+    assert place.db.read_bytes()[18:20] == b"\x01\x01"  # not switched to WAL
+    assert sorted(p.name for p in place.db.parent.iterdir()) == ["sessions.db"]
+
+
+def test_an_empty_file_is_taken_as_a_new_database(place: Place, clients: list[RpcClient]) -> None:
+    place.db.touch()
+    server = place.start()
+    clients.append(server)
+    created = server.request("session/new", {"title": "in an empty file"}, timeout=WAIT_S)
+    assert prompt(server, created["sessionId"], "hello")["stopReason"] == "end_turn"
+    assert server.close() == 0
+    assert list(read_snapshot(place.db).sessions) == [created["sessionId"]]

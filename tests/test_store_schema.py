@@ -11,8 +11,8 @@ from typing import Any
 import apsw
 import pytest
 
-from store import Store, StoreError, migrations
-from store.migrations import LATEST, SchemaTooNew
+from store import NotASessionlspDatabase, SchemaTooNew, Store, StoreError, migrations
+from store.migrations import LATEST
 from store.models import Event, TextPart
 
 
@@ -393,3 +393,20 @@ def test_a_file_that_is_not_a_database_gives_a_clear_store_error(tmp_path: Path)
     with pytest.raises(StoreError, match=r"cannot open database .*sessions\.db"):
         Store(bogus)
     assert bogus.read_bytes().startswith(b"this is not an SQLite database")
+
+
+def test_another_programs_database_is_refused_before_anything_changes(db_path: Path) -> None:
+    conn = raw(db_path)
+    conn.execute("CREATE TABLE notes (x TEXT); CREATE VIEW recent AS SELECT x FROM notes")
+    conn.close()
+    before = digest(db_path)
+    with pytest.raises(NotASessionlspDatabase, match=r"not a sessionlsp database .*notes, recent"):
+        Store(db_path)
+    assert scalar(raw(db_path), "PRAGMA journal_mode") == "delete"
+    assert digest(db_path) == before
+
+
+def test_an_empty_file_becomes_a_new_database(db_path: Path) -> None:
+    db_path.touch()
+    Store(db_path).close()
+    assert scalar(raw(db_path), "PRAGMA user_version") == LATEST
