@@ -11,6 +11,7 @@ import apsw
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "schema.sql"),
     (2, "migration_2.sql"),
+    (3, "migration_3.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
 
