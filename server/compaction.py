@@ -51,6 +51,7 @@ from store.models import (
     Message,
     MessageError,
     MessageWithParts,
+    Part,
     SummaryKind,
     TextPart,
     TokenUsage,
@@ -339,6 +340,7 @@ class CompactionEngine:
                 tx.get_lease(session_id) is None
                 and tx.active_compaction(session_id) is None
                 and not tx.unfinished_assistants(session_id)
+                and not tx.open_tool_parts(session_id)
             ):
                 return None
         lock = self.session_lock(session_id)
@@ -367,6 +369,8 @@ class CompactionEngine:
         with self.store.write() as tx:
             for m in tx.unfinished_assistants(session_id):
                 self._close_interrupted(tx, m)
+            for part in tx.open_tool_parts(session_id):  # under a message that had finished
+                _close_tool(tx, part, "interrupted")
             c = tx.active_compaction(session_id)
             if c is None:
                 return None
@@ -635,6 +639,14 @@ class AnyCancel:
 
     def is_set(self) -> bool:
         return any(t.is_set() for t in self._tokens)
+
+
+def _close_tool(tx: Tx, part: Part, error: str) -> None:
+    """End a tool call nobody is running any more as an error (with its outbox event)."""
+    body = part.body
+    if isinstance(body, ToolPart):
+        state = replace(body.state, status="error", error=error, time_end=tx.now())
+        tx.put_part(part.message_id, replace(body, state=state), part.id)
 
 
 def _summary_text(m: MessageWithParts | None) -> str | None:

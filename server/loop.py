@@ -56,7 +56,7 @@ from server.providers.base import (
 )
 from server.summarizers import token_usage
 from server.tokens import ModelLimits, estimate_text, is_overflow
-from server.tools import TOOL_SPECS, run_tool
+from server.tools import TOOL_SPECS, ToolOutcome, run_tool
 from store import LeaseLost, NotFound, Store, StoreError
 from store.ids import new_id
 from store.models import (
@@ -545,7 +545,11 @@ class _Turn:
             if root is None:
                 state = replace(state, status="error", error="no project directory")
             else:
-                out = run_tool(call.name, call.arguments, root)
+                try:  # a tool that raises must end as an error part, never stay "running"
+                    out = run_tool(call.name, call.arguments, root, cancel=self.cancel)
+                except Exception as e:
+                    log.exception("tool %s failed in %s", call.name, self.session_id)
+                    out = ToolOutcome("", call.name, error=f"{call.name} failed: {_brief(e)}")
                 status: Literal["completed", "error"] = "error" if out.error else "completed"
                 state = replace(
                     state,

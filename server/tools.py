@@ -10,6 +10,19 @@ anything outside the root, not even the root's own absolute path.
 Output is capped at 50 000 characters and 2 000 lines, closing note included; when the caps
 cut something, ``truncated`` is set and the last line says what was cut and how to see more.
 :func:`run_tool` never raises for bad input: every problem becomes ``ToolOutcome.error``.
+
+Two traps, both from text the model or the disk chooses:
+
+* A file name that is not UTF-8 (``caf\\xe9.txt`` from an old archive) comes out of
+  ``os.scandir`` as a str with a lone surrogate. Such a str cannot be encoded as UTF-8, so it
+  must never reach the output, a title or a message: SQLite would refuse the write and the
+  turn would fail with the tool part left ``running``. Names are shown with the odd bytes
+  escaped (``caf\\xe9.txt``), and a path written that way finds the file again.
+* A regular expression can backtrack for longer than the universe lasts (``(a+)+$``), and
+  Python's ``re`` holds the GIL while it does: the whole server would freeze and no cancel
+  could reach it. ``grep`` therefore runs in a child process (``server.grep_worker``, same
+  code, same semantics), limited in wall-clock time, CPU and memory, polled for cancellation,
+  and killed with its whole process group when either comes first.
 """
 
 from __future__ import annotations
@@ -19,13 +32,17 @@ import json
 import logging
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from itertools import islice
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from server.providers.base import ToolSpec
 
@@ -41,6 +58,10 @@ MAX_LIST_ENTRIES = 500
 MAX_WALK_ENTRIES = 100_000  # a walk stops after visiting this many entries
 BINARY_SNIFF_BYTES = 8_192
 SKIPPED_NAMES = frozenset({".git", "node_modules", ".venv", "__pycache__"})
+GREP_TIMEOUT_S = 10.0  # wall-clock limit of one grep, in its child process
+GREP_MEMORY_BYTES = 1 << 30  # address-space limit of that child
+GREP_POLL_S = 0.05  # how often a running grep looks at its cancel token
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where ``server`` can be imported from
 
 _READ_FILE: dict[str, Any] = {
     "type": "object",
@@ -142,8 +163,39 @@ class _ToolError(Exception):
     """A failure to report to the model; the message is safe to show."""
 
 
-def run_tool(name: str, arguments: str, root: Path) -> ToolOutcome:
-    """Run tool ``name`` with ``arguments`` (the model's raw JSON text) inside ``root``."""
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+_GrepRunner = Callable[["_Workspace", Mapping[str, Any], str], ToolOutcome]
+
+
+def run_tool(
+    name: str,
+    arguments: str,
+    root: Path,
+    *,
+    cancel: CancelToken | None = None,
+    grep_timeout_s: float = GREP_TIMEOUT_S,
+) -> ToolOutcome:
+    """Run tool ``name`` with ``arguments`` (the model's raw JSON text) inside ``root``.
+
+    ``grep`` runs in a child process that is stopped after ``grep_timeout_s`` seconds or as
+    soon as ``cancel`` is set; both come back as a tool error.
+    """
+
+    def grep(workspace: _Workspace, args: Mapping[str, Any], title: str) -> ToolOutcome:
+        return _grep_in_child(workspace, args, title, cancel, grep_timeout_s)
+
+    return _run(name, arguments, root, grep)
+
+
+def grep_here(arguments: str, root: Path) -> ToolOutcome:
+    """``grep`` in this very process, unbounded in time: for ``server.grep_worker`` only."""
+    return _run("grep", arguments, root, _grep)
+
+
+def _run(name: str, arguments: str, root: Path, grep: _GrepRunner) -> ToolOutcome:
     title = name
     try:
         spec = _SPECS.get(name)
@@ -157,7 +209,7 @@ def run_tool(name: str, arguments: str, root: Path) -> ToolOutcome:
             return _read_file(workspace, args, title)
         if name == "list_files":
             return _list_files(workspace, args, title)
-        return _grep(workspace, args, title)
+        return grep(workspace, args, title)
     except _ToolError as e:
         return ToolOutcome(output="", title=title, error=str(e))
     except Exception:
@@ -167,13 +219,45 @@ def run_tool(name: str, arguments: str, root: Path) -> ToolOutcome:
 
 def _q(text: str) -> str:
     """``text`` quoted for messages."""
-    return json.dumps(text, ensure_ascii=False)
+    return json.dumps(_printable(text), ensure_ascii=False)
+
+
+def _printable(text: str) -> str:
+    """``text`` with what cannot be written as UTF-8 escaped: the bytes of a name that is not
+    UTF-8 as ``\\xe9``, any other lone surrogate as ``\\udXXX``. Valid text is unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes os.scandir decoded
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+
+
+def _unescaped(given: str) -> str | None:
+    """The name ``given`` stands for when it spells undecodable bytes as ``\\xNN`` (as
+    :func:`_printable` shows them), else None. Only bytes 0x80-0xff are taken: those are the
+    only ones such names escape, and ``/`` or ``.`` can never be smuggled in this way."""
+    if not _ESCAPED_BYTE.search(given):
+        return None
+    try:
+        raw = given.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    raw = re.sub(rb"\\x([89a-fA-F][0-9a-fA-F])", lambda m: bytes([int(m[1], 16)]), raw)
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _title(name: str, args: Mapping[str, Any]) -> str:
     if name == "grep":
-        return str(args["pattern"])
-    return str(args.get("path", "."))
+        return _printable(str(args["pattern"]))
+    return _printable(str(args.get("path", ".")))
 
 
 # --- arguments -------------------------------------------------------------------------------
@@ -270,17 +354,30 @@ class _Workspace:
             )
         if ".." in re.split(r"[\\/]", given):
             raise _ToolError(f"path {_q(given)} contains '..'; paths must stay in the workspace")
-        real = Path(os.path.realpath(self.root / given))
-        if not self.contains(real):
-            raise _ToolError(f"path {_q(given)} leads outside the workspace")
+        shown = _printable(str(PurePosixPath(given.replace("\\", "/"))))
+        found = self._find(given, given)
+        if found is None:
+            odd = _unescaped(given)  # a name list_files showed escaped
+            found = self._find(odd, given) if odd is not None else None
+            shown = _printable(str(PurePosixPath(odd))) if odd is not None else shown
+        if found is None:
+            raise _ToolError(f"{_q(given)} does not exist")
+        real, mode = found
+        return _Entry(
+            shown, _printable(real.name), real, stat.S_ISDIR(mode), descend=stat.S_ISDIR(mode)
+        )
+
+    def _find(self, path: str, given: str) -> tuple[Path, int] | None:
+        """The real path and mode of ``path`` inside the root; None when nothing is there."""
         try:
-            mode = real.stat().st_mode
-        except FileNotFoundError:
-            raise _ToolError(f"{_q(given)} does not exist") from None
+            real = Path(os.path.realpath(self.root / path))
+            if not self.contains(real):
+                raise _ToolError(f"path {_q(given)} leads outside the workspace")
+            return real, real.stat().st_mode
+        except (FileNotFoundError, UnicodeEncodeError):  # a surrogate no file name can hold
+            return None
         except OSError as e:
             raise _ToolError(f"cannot open {_q(given)}: {e.strerror}") from None
-        shown = str(PurePosixPath(given.replace("\\", "/")))
-        return _Entry(shown, real.name, real, stat.S_ISDIR(mode), descend=stat.S_ISDIR(mode))
 
     def walk(self, start: _Entry) -> _Walk:
         return _Walk(self, start)
@@ -323,7 +420,8 @@ class _Walk:
         for item in found:
             if item.name in SKIPPED_NAMES:
                 continue
-            shown = prefix + item.name
+            name = _printable(item.name)  # never a lone surrogate: see the module's docstring
+            shown = prefix + name
             try:
                 if item.is_symlink():
                     target = Path(os.path.realpath(item.path))
@@ -331,12 +429,12 @@ class _Walk:
                         continue  # leads outside the root
                     mode = target.stat().st_mode  # raises (skipped) when it leads nowhere
                     if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-                        children.append(_Entry(shown, item.name, target, stat.S_ISDIR(mode)))
+                        children.append(_Entry(shown, name, target, stat.S_ISDIR(mode)))
                 elif item.is_dir(follow_symlinks=False):
                     path = Path(item.path)
-                    children.append(_Entry(shown, item.name, path, True, descend=True))
+                    children.append(_Entry(shown, name, path, True, descend=True))
                 elif item.is_file(follow_symlinks=False):
-                    children.append(_Entry(shown, item.name, Path(item.path), False))
+                    children.append(_Entry(shown, name, Path(item.path), False))
             except OSError as e:
                 log.debug("skipping %s: %s", shown, e.strerror)
         return children
@@ -557,6 +655,91 @@ def _grep(workspace: _Workspace, args: Mapping[str, Any], title: str) -> ToolOut
     output, shown = _join(collected, note if needs_note else None)
     truncated = needs_note or shown < len(collected) or cut_any
     return ToolOutcome(output=output, title=title, truncated=truncated)
+
+
+def _grep_in_child(
+    workspace: _Workspace,
+    args: Mapping[str, Any],
+    title: str,
+    cancel: CancelToken | None,
+    timeout_s: float,
+) -> ToolOutcome:
+    """:func:`_grep` run by ``server.grep_worker`` in a child process of its own group, so a
+    runaway pattern costs that child, never this process's GIL, and can be killed."""
+    request = json.dumps(
+        {
+            "root": str(workspace.root),
+            "arguments": json.dumps(dict(args)),
+            "cpu_s": int(timeout_s) + 2,
+            "memory_bytes": GREP_MEMORY_BYTES,
+        }
+    ).encode("ascii")  # ensure_ascii: a root that is not UTF-8 travels as \\u escapes
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.grep_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,  # never this process's stdout: that is the protocol
+            stderr=subprocess.PIPE,
+            cwd=_PACKAGE_ROOT,
+            env=env,
+            start_new_session=True,  # its own process group, killed as one
+        )
+    except OSError as e:
+        raise _ToolError(f"grep could not start: {e.strerror}") from None
+    deadline = time.monotonic() + timeout_s
+    data: bytes | None = request
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(data, timeout=GREP_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                data = None  # sent on the first call
+            if cancel is not None and cancel.is_set():
+                raise _ToolError("grep cancelled")
+            if time.monotonic() >= deadline:
+                raise _ToolError(
+                    f"grep timed out after {timeout_s:g} s; "
+                    "use a simpler pattern or search fewer files"
+                )
+    finally:
+        if proc.returncode is None:
+            _kill(proc)
+    if err:
+        log.debug("grep worker said: %s", err.decode("utf-8", "replace")[-2_000:])
+    if proc.returncode != 0:
+        if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            raise _ToolError(f"grep was stopped after using {int(timeout_s) + 2} s of CPU")
+        raise _ToolError(f"grep failed unexpectedly (exit status {proc.returncode})")
+    try:
+        answer = json.loads(out)
+        return ToolOutcome(
+            output=str(answer["output"]),
+            title=title,
+            error=None if answer["error"] is None else str(answer["error"]),
+            truncated=bool(answer["truncated"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        log.warning("grep worker answered %r", out[:200])
+        raise _ToolError("grep failed unexpectedly") from None
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the child's whole process group and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.communicate()
+
+
+def outcome_json(outcome: ToolOutcome) -> str:
+    """The outcome as ASCII JSON, as ``server.grep_worker`` answers."""
+    return json.dumps(asdict(outcome))
 
 
 def _too_big(entry: _Entry) -> bool:

@@ -16,7 +16,16 @@ Params = Sequence[Any]
 
 
 def dumps(data: Json) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """``data`` as JSON text SQLite can store. The trap: a file name that is not UTF-8 reaches
+    Python as a str with lone surrogates (``"caf\\udce9.txt"``), which cannot be encoded as
+    UTF-8, so binding it fails the whole write. Such text is written with ``\\u`` escapes
+    instead: still valid JSON, and it reads back as the very same str."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    return text
 
 
 def loads(text: str) -> Json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from store.base import TxBase
+from store.messages import OPEN_TOOL_WHERE
 from store.migrations import current_version
 
 TABLES = ("session", "message", "part", "compaction", "lease", "event")
@@ -34,12 +35,14 @@ class MaintenanceOps(TxBase):
         )
 
     def sessions_to_recover(self) -> list[str]:
-        """Sessions a runner may have left unfinished: a lease row, an active compaction, or an
-        assistant message that never finished. Recovery decides whether that runner is dead."""
+        """Sessions a runner may have left unfinished: a lease row, an active compaction, an
+        assistant message that never finished, or a tool call left pending or running (also
+        under a message that finished). Recovery decides whether that runner is dead."""
         rows = self._rows(
             "SELECT session_id FROM lease"
             " UNION SELECT session_id FROM compaction WHERE status IN ('pending', 'running')"
             " UNION SELECT session_id FROM message"
             " WHERE finish IS NULL AND error IS NULL AND kind IN ('reply', 'summary')"
+            f" UNION SELECT session_id FROM part INDEXED BY part_tool_open WHERE {OPEN_TOOL_WHERE}"
         )
         return [str(r[0]) for r in rows]

@@ -27,6 +27,8 @@ _MCOLS = (
     " finish, error, runner, data"
 )
 _PCOLS = "id, message_id, session_id, type, data"
+# The WHERE clause of the part_tool_open index (migration_3.sql), word for word.
+OPEN_TOOL_WHERE = "type = 'tool' AND json_extract(data, '$.state.status') IN ('pending', 'running')"
 
 
 def _message(row: Row) -> Message:
@@ -220,6 +222,16 @@ class MessageOps(TxBase):
         return [_message(r) for r in rows]
 
     # --- parts ----------------------------------------------------------------------------------
+
+    def open_tool_parts(self, session_id: str) -> list[Part]:
+        """Tool parts still ``pending`` or ``running``, oldest first. Every turn asks this
+        first (through recovery), so it reads the part_tool_open index, never the history."""
+        rows = self._rows(
+            f"SELECT {_PCOLS} FROM part INDEXED BY part_tool_open"
+            f" WHERE session_id = ? AND {OPEN_TOOL_WHERE} ORDER BY message_id, id",
+            (session_id,),
+        )
+        return [_part(r) for r in rows]
 
     def new_part_id(self) -> str:
         return new_id("prt")

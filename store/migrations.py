@@ -13,6 +13,7 @@ from store.errors import NotASessionlspDatabase, SchemaTooNew
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "schema.sql"),
     (2, "migration_2.sql"),
+    (3, "migration_3.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
 

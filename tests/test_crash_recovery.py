@@ -17,7 +17,9 @@ So the tail starts at reply 3.
 from __future__ import annotations
 
 import math
+import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,10 @@ import pytest
 from server.compaction import CONTINUATION_TEXT, CompactionEngine
 from server.context import build_context
 from server.crashpoints import ENV, POINTS
-from store import Store
-from store.models import CompactionPart, Message, TextPart
+from store import RunnerId, Store
+from store.ids import new_id
+from store.leases import HOST
+from store.models import CompactionPart, Message, TextPart, ToolPart, ToolState
 from tests.procs.compact_worker import (
     clean_env,
     expect_line,
@@ -339,5 +343,79 @@ def test_live_runners_unfinished_summary_is_left_alone(tmp_path: Path) -> None:
         assert done.summary_message_id == attempt.id
         assert done.model_calls == 0
         assert summarizer.calls == 0
+    finally:
+        store.close()
+
+
+# --- tool calls left open under a finished message ------------------------------------------
+
+
+def reply_with_open_tools(store: Store, session_id: str) -> tuple[Message, list[str]]:
+    """A reply that finished asking for tools, whose tools were left pending and running, as
+    a turn that failed (or a process that died) while running them leaves it."""
+    prompt = add_prompt(store, session_id, "look around")
+    with store.write() as tx:
+        reply = tx.add_message(session_id, "reply", parent_id=prompt.id, runner=new_id("run"))
+        running = tx.put_part(
+            reply.id,
+            ToolPart("call_1", "list_files", ToolState("running", {}, time_start=tx.now())),
+        )
+        pending = tx.put_part(
+            reply.id, ToolPart("call_2", "grep", ToolState("pending", {"pattern": "x"}))
+        )
+        done = tx.put_part(
+            reply.id, ToolPart("call_0", "read_file", ToolState("completed", {}, output="ok"))
+        )
+        reply = tx.update_message(replace(reply, finish="tool_calls", time_completed=tx.now()))
+    return reply, [running.id, pending.id, done.id]
+
+
+def test_recovery_closes_tool_calls_left_running_under_a_finished_message(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sessions.db")
+    try:
+        session_id = new_session(store)
+        reply, (running, pending, done) = reply_with_open_tools(store, session_id)
+        with store.read() as tx:
+            assert session_id in tx.sessions_to_recover()
+            before = tx.last_seq()
+
+        engine = CompactionEngine(store, ScriptedSummarizer(), worker_settings())
+        assert engine.recover(session_id) is None  # no compaction to report
+
+        with store.read() as tx:
+            parts = {p.id: p.body for p in tx.parts_of(reply.id)}
+            after = tx.require_message(reply.id)
+            events = tx.events_after(before, session_id)
+            assert tx.sessions_to_recover() == []
+            assert tx.get_lease(session_id) is None
+        for part_id in (running, pending):
+            body = parts[part_id]
+            assert isinstance(body, ToolPart)
+            assert body.state.status == "error"
+            assert body.state.error == "interrupted"
+            assert body.state.time_end is not None
+        kept = parts[done]
+        assert isinstance(kept, ToolPart) and kept.state.status == "completed"
+        assert after == reply  # the message itself had finished: it is left as it was
+        updated = [e.data["id"] for e in events if e.type == "message.part.updated"]
+        assert sorted(updated) == sorted([running, pending])
+    finally:
+        store.close()
+
+
+def test_recovery_leaves_the_running_tools_of_a_live_runner_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sessions.db")
+    try:
+        session_id = new_session(store)
+        _, (running, _, _) = reply_with_open_tools(store, session_id)
+        live = RunnerId(owner=new_id("run"), host=HOST, pid=os.getpid())
+        with store.write() as tx:
+            assert tx.acquire_lease(session_id, live)
+        engine = CompactionEngine(store, ScriptedSummarizer(), worker_settings())
+        assert engine.recover(session_id) is None
+        with store.read() as tx:
+            part = tx.get_part(running)
+        assert part is not None and isinstance(part.body, ToolPart)
+        assert part.body.state.status == "running"
     finally:
         store.close()

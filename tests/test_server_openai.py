@@ -4,6 +4,7 @@ loopback fake OpenAI server (tests/fakes/openai_server.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,33 @@ async def test_tool_calls_run_in_the_session_directory_and_feed_the_next_step(
     tool_messages = [m for m in sent["messages"] if m["role"] == "tool"]
     assert tool_messages[0]["tool_call_id"] == "call_1"
     assert "the answer is 42" in tool_messages[0]["content"]
+
+
+async def test_list_files_and_grep_over_a_file_name_that_is_not_utf8_end_the_turn_normally(
+    server: Session, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    latin1 = os.path.join(os.fsencode(work), b"caf\xe9.txt")  # not UTF-8, as old archives hold
+    fd = os.open(latin1, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"the answer is 42\n")
+    os.close(fd)
+    fake.push(Reply(tool_calls=[("call_1", "list_files", "{}")]), when="chat")
+    fake.push(Reply(tool_calls=[("call_2", "grep", '{"pattern": "answer"}')]), when="chat")
+    fake.push(Reply("There is one file."), when="chat")
+    sid = await new_session(server, directory=str(work))
+    result = await server.request("session/prompt", prompt(sid, "what is here?"))
+    assert result["stopReason"] == "end_turn"
+    assert result["messageId"] and result["userMessageId"]
+
+    messages = await history(server, sid)
+    tools = {p["callId"]: p["state"] for m in messages for p in m["parts"] if p["type"] == "tool"}
+    assert tools["call_1"]["status"] == "completed"
+    assert tools["call_1"]["output"] == "caf\\xe9.txt"
+    assert tools["call_2"]["status"] == "completed"
+    assert tools["call_2"]["output"] == "caf\\xe9.txt:1: the answer is 42"
+    sent = [m["content"] for m in fake.last_request.body["messages"] if m["role"] == "tool"]
+    assert sent == ["caf\\xe9.txt", "caf\\xe9.txt:1: the answer is 42"]
 
 
 async def test_unconfigured_provider_refuses_prompts_but_serves_the_rest(

@@ -364,6 +364,27 @@ def test_part_body_round_trips_through_the_database(store: Store, body: PartBody
     assert stored.message_id == msg.id
 
 
+def test_a_part_holding_an_undecodable_file_name_is_stored_and_read_back_unchanged(
+    store: Store,
+) -> None:
+    # os.listdir gives "caf\udce9.txt" for the bytes b"caf\xe9.txt"; SQLite takes only UTF-8.
+    name = "caf\udce9.txt"
+    body = ToolPart("call_1", "list_files", ToolState("completed", {"path": name}, output=name))
+    sid = new_session(store)
+    with store.read() as tx:
+        before = tx.last_seq()
+    with store.write() as tx:
+        msg = tx.add_message(sid, "reply")
+        part = tx.put_part(msg.id, body)
+        text = tx.put_part(msg.id, TextPart(name))
+    with store.read() as tx:
+        assert tx.get_part(part.id) == part
+        assert tx.get_part(text.id) == text
+        events = tx.events_after(before, sid)
+    assert events[-1].data["text"] == name
+    assert events[-2].data["state"]["output"] == name
+
+
 def test_put_part_with_the_same_id_replaces_the_body(store: Store) -> None:
     sid = new_session(store)
     with store.write() as tx:

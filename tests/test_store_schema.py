@@ -194,7 +194,7 @@ def test_a_version_1_file_is_upgraded_with_the_unfinished_message_index(
     assert scalar(raw(db_path), "PRAGMA user_version") == 1
     Store(db_path).close()
     conn = raw(db_path)
-    assert scalar(conn, "PRAGMA user_version") == LATEST == 2
+    assert scalar(conn, "PRAGMA user_version") == LATEST
     names = "SELECT count(*) FROM sqlite_master WHERE name = 'message_unfinished'"
     assert scalar(conn, names) == 1
 

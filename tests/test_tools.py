@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -397,3 +400,152 @@ def test_empty_arguments_and_null_optionals_mean_defaults(ws: Path) -> None:
     assert ok(call(ws, "read_file", path="README.md", offset=None, limit=2.0)) == (
         "    1| # Demo\n    2| run main"
     )
+
+
+# --- file names that are not UTF-8 ---------------------------------------------------------
+
+
+def make_latin1_file(root: Path, content: bytes = b"needle\n") -> None:
+    """``caf\\xe9.txt``: a Latin-1 name, as old archives hold; it cannot be decoded as UTF-8."""
+    fd = os.open(os.path.join(os.fsencode(root), b"caf\xe9.txt"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+
+
+def storable(outcome: ToolOutcome) -> ToolOutcome:
+    """The outcome, after checking every text in it can be written as UTF-8 (as SQLite must)."""
+    for text in (outcome.output, outcome.title, outcome.error or ""):
+        text.encode("utf-8")
+    return outcome
+
+
+def test_list_files_reports_a_file_name_that_is_not_utf8_escaped_instead_of_failing_the_turn(
+    tmp_path: Path,
+) -> None:
+    make_latin1_file(tmp_path)
+    (tmp_path / "plain.txt").write_text("x\n")
+    assert ok(storable(call(tmp_path, "list_files"))).splitlines() == [
+        "caf\\xe9.txt",
+        "plain.txt",
+    ]
+    assert ok(storable(call(tmp_path, "list_files", pattern="*.txt"))).count("\n") == 1
+
+
+def test_grep_reports_a_file_name_that_is_not_utf8_escaped_instead_of_failing_the_turn(
+    tmp_path: Path,
+) -> None:
+    make_latin1_file(tmp_path)
+    assert ok(storable(call(tmp_path, "grep", pattern="needle"))) == "caf\\xe9.txt:1: needle"
+    assert ok(storable(call(tmp_path, "grep", pattern="needle", include="*.txt"))) == (
+        "caf\\xe9.txt:1: needle"
+    )
+
+
+def test_a_file_name_that_is_not_utf8_can_be_read_and_searched_by_its_escaped_name(
+    tmp_path: Path,
+) -> None:
+    make_latin1_file(tmp_path)
+    outcome = storable(call(tmp_path, "read_file", path="caf\\xe9.txt"))
+    assert ok(outcome) == "    1| needle"
+    assert outcome.title == "caf\\xe9.txt"
+    assert ok(storable(call(tmp_path, "grep", pattern="ne+dle", path="caf\\xe9.txt"))) == (
+        "caf\\xe9.txt:1: needle"
+    )
+
+
+def test_paths_and_patterns_with_lone_surrogates_come_back_escaped_never_raw(
+    tmp_path: Path,
+) -> None:
+    make_latin1_file(tmp_path)
+    # A model can write a lone surrogate in JSON ("\udce9"); nothing may echo it back raw.
+    read = storable(run_tool("read_file", '{"path": "caf\\udce9.txt"}', tmp_path))
+    assert ok(read) == "    1| needle"
+    missing = storable(run_tool("read_file", '{"path": "x\\ud800.txt"}', tmp_path))
+    assert missing.error == '"x\\\\ud800.txt" does not exist'
+    assert storable(run_tool("grep", '{"pattern": "\\udce9"}', tmp_path)).error is None
+
+
+# --- a pattern that backtracks for ever ------------------------------------------------------
+
+CATASTROPHIC = "(a+)+$"  # over "a" * 40 + "!", Python's re would take days
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Every child process the tools start, recorded so a test can see that it is gone."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    class Recorded(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            children.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)  # server.tools calls subprocess.Popen
+    return children
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+class Counter:
+    """A thread that counts while the test runs: it only counts if nothing holds the GIL."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.count += 1
+
+    def __enter__(self) -> Counter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_catastrophic_regex_ends_as_a_timeout_error_while_the_rest_of_the_process_runs_on(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    (tmp_path / "trap.txt").write_text("a" * 40 + "!\n")
+    with Counter() as counter:
+        arguments = json.dumps({"pattern": CATASTROPHIC})
+        outcome = run_tool("grep", arguments, tmp_path, grep_timeout_s=1)
+    assert outcome.error == "grep timed out after 1 s; use a simpler pattern or search fewer files"
+    assert outcome.output == ""
+    assert outcome.title == CATASTROPHIC
+    # Over at least one second, a thread ticking every 10 ms got to run: the GIL stayed free.
+    assert counter.count >= 20
+    assert len(spawned) == 1 and gone(spawned[0].pid)
+
+
+def test_cancelling_a_running_grep_ends_it_promptly_with_a_cancelled_error(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    (tmp_path / "trap.txt").write_text("a" * 40 + "!\n")
+    cancel = threading.Event()
+    result: list[ToolOutcome] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            run_tool("grep", json.dumps({"pattern": CATASTROPHIC}), tmp_path, cancel=cancel)
+        )
+    )
+    worker.start()
+    while not spawned and worker.is_alive():  # the child exists: the grep is under way
+        worker.join(0.01)
+    cancel.set()
+    worker.join(5)  # generous: the default time limit (10 s) is what must not be waited for
+    assert not worker.is_alive()
+    assert result[0].error == "grep cancelled"
+    assert gone(spawned[0].pid)

@@ -60,6 +60,7 @@ class Registry:
     error_texts: list[str] = field(default_factory=list)  # every error message clients got
     reconnects: int = 0
     events_applied: int = 0
+    project: str | None = None  # a directory some sessions get, with a name that is not UTF-8
 
     def violation(self, text: str) -> None:
         log.error("VIOLATION %s", text)
@@ -380,9 +381,10 @@ class SoakClient(threading.Thread):
     # -- operations -----------------------------------------------------------------------------
 
     def op_new(self, conn: RpcClient) -> str:
-        created = conn.request(
-            "session/new", {"title": f"{self.name} {len(self.follows)}"}, timeout=REQUEST_S
-        )
+        params: dict[str, Any] = {"title": f"{self.name} {len(self.follows)}"}
+        if self.registry.project is not None and self.rng.random() < 0.5:
+            params["directory"] = self.registry.project  # where the "tools" scenario looks
+        created = conn.request("session/new", params, timeout=REQUEST_S)
         session = str(created["sessionId"])
         with self.registry.lock:
             self.registry.sessions[session] = self.name
@@ -461,7 +463,8 @@ class SoakClient(threading.Thread):
         self.prompts += 1
         nonce = f"{self.name}-{self.prompts}"
         scenario = self.rng.choices(
-            ["plain", "stall", "retry", "unauthorized", "cut", "long"], [55, 10, 8, 4, 5, 18]
+            ["plain", "stall", "retry", "unauthorized", "cut", "long", "tools"],
+            [50, 10, 8, 4, 5, 18, 5],
         )[0]
         self.script(scenario, nonce)
         words = " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(5, 250)))
@@ -491,7 +494,7 @@ class SoakClient(threading.Thread):
             if error.get("message"):
                 self.registry.error_texts.append(str(error["message"]))
         if name in ("InternalError", "TooManySteps") or (
-            name in ("ProviderError", "StorageError") and scenario in ("plain", "long")
+            name in ("ProviderError", "StorageError") and scenario in ("plain", "long", "tools")
         ):
             self.registry.violation(
                 f"{self.name}: a {scenario} turn in {session} ended with {error}"
@@ -526,6 +529,13 @@ class SoakClient(threading.Thread):
         elif scenario == "long":
             text = " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(60, 200)))
             self.fake.push(Reply(text), when=mine)
+        elif scenario == "tools":  # walks over the project's file name that is not UTF-8
+            calls = [
+                ("call_1", "list_files", "{}"),
+                ("call_2", "grep", '{"pattern": "caf|needle"}'),
+            ]
+            self.fake.push(Reply(tool_calls=calls), when=mine)
+            self.fake.push(Reply("Looked around."), when=mine)
 
 
 def wait_all(clients: list[SoakClient], deadline: float) -> list[SoakClient]:

@@ -21,6 +21,7 @@ A watchdog enforces a hard deadline: past it every process is killed and the run
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import tempfile
@@ -120,6 +121,19 @@ class Report:
         return "\n".join(lines)
 
 
+def make_project(path: Path) -> str:
+    """The directory some sessions work in: it holds ``caf\\xe9.txt``, a name that is not
+    UTF-8 (as old archives hold), so list_files and grep over it stay covered."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "notes.txt").write_text("needle in the notes\n")
+    fd = os.open(os.path.join(os.fsencode(path), b"caf\xe9.txt"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"needle in a Latin-1 file\n")
+    finally:
+        os.close(fd)
+    return str(path)
+
+
 class Run:
     def __init__(self, config: SoakConfig) -> None:
         self.config = config
@@ -128,7 +142,7 @@ class Run:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.db = self.workdir / "soak.db"
         self.key = make_key("soak")
-        self.registry = Registry()
+        self.registry = Registry(project=make_project(self.workdir / "project"))
         self.stop = threading.Event()
         self.report = Report(config.seed, config.minutes, self.workdir)
         self.fake = FakeOpenAI(chunk_chars=6, delay_s=0.01, model="soak-model")
