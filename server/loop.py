@@ -57,7 +57,7 @@ from server.providers.base import (
 from server.summarizers import token_usage
 from server.tokens import ModelLimits, estimate_text, is_overflow
 from server.tools import TOOL_SPECS, ToolOutcome, run_tool
-from store import LeaseLost, NotFound, Store, StoreError
+from store import LeaseLost, NotFound, Store, StoreError, Tx
 from store.ids import new_id
 from store.models import (
     CompactionError,
@@ -159,8 +159,13 @@ class PromptRunner:
         self.listener = listener
         self._queues: dict[str, _Queue] = {}
         self._compact_cancels: dict[str, set[threading.Event]] = {}
+        # A turn stopped by a storage fault may leave its reply open and the lease held, since
+        # the writes that would settle them fail too: session -> replies to close, and why.
+        self._unsettled: dict[str, dict[str, MessageError]] = {}
+        self._settler: threading.Thread | None = None
         self._guard = threading.Lock()
         self._closed = False
+        self._stopping = threading.Event()
 
     # --- the public surface ----------------------------------------------------------------------
 
@@ -239,6 +244,7 @@ class PromptRunner:
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel everything and wait (bounded) for the runners to stop."""
+        self._stopping.set()
         with self._guard:
             self._closed = True
             workers = [q.worker for q in self._queues.values() if q.worker]
@@ -295,15 +301,94 @@ class PromptRunner:
         try:
             if not self._take_lease(session_id, job.cancel):
                 return TurnOutcome("cancelled", None, None)
+            faulted = True  # until the turn returns: then the lease is released here
             try:
                 lost = threading.Event()
                 with self.engine.keep_lease(session_id, lost):
-                    return _Turn(self, session_id, job, lost).run()
+                    turn = _Turn(self, session_id, job, lost)
+                    outcome = turn.run()
+                faulted = turn.storage_fault
+                return outcome
             finally:
-                with self.store.write() as tx:
-                    tx.release_lease(session_id, self.engine.runner)
+                if faulted:
+                    self._settle_later(session_id)
+                else:
+                    self._release(session_id)
         finally:
             lock.release()
+
+    def _release(self, session_id: str) -> None:
+        """Give the lease up; a failure must not replace the turn's outcome (it would lose the
+        ids of what was stored): the settler tries again once writes work."""
+        try:
+            with self.store.write() as tx:
+                tx.release_lease(session_id, self.engine.runner)
+        except (StoreError, apsw.Error) as e:
+            log.warning("could not release the lease of %s yet: %s", session_id, e)
+            self._settle_later(session_id)
+
+    # --- settling what a storage fault left open ------------------------------------------------
+
+    def close_reply_later(self, session_id: str, reply_id: str, error: MessageError) -> None:
+        """Close ``reply_id`` with ``error`` as soon as a write succeeds again (followers are
+        told through the outbox then), instead of leaving it for recovery to call it
+        "Interrupted" though no process died."""
+        with self._guard:
+            self._unsettled.setdefault(session_id, {})[reply_id] = error
+
+    def settle(self, session_id: str) -> None:
+        """Close the replies a storage fault left open and give the lease up, if this thread
+        may (it holds the session lock). Raises the store's error while the fault lasts."""
+        with self._guard:
+            replies = dict(self._unsettled.get(session_id, {}))
+            if session_id not in self._unsettled:
+                return
+        with self.store.write() as tx:
+            for reply_id, error in replies.items():
+                _close_with(tx, reply_id, self.engine.runner.owner, error)
+        with self._guard:
+            left = self._unsettled.get(session_id, {})
+            for reply_id in replies:
+                left.pop(reply_id, None)
+            if not left:
+                self._unsettled.pop(session_id, None)
+
+    def _settle_later(self, session_id: str) -> None:
+        with self._guard:
+            self._unsettled.setdefault(session_id, {})
+            if self._settler is not None or self._closed:
+                return
+            self._settler = threading.Thread(target=self._settle_all, name="settler", daemon=True)
+            self._settler.start()
+
+    def _settle_all(self) -> None:
+        """Retry, with a growing pause, until every faulted session is settled."""
+        pause = 0.05
+        while True:
+            with self._guard:
+                sessions = list(self._unsettled)
+                if not sessions or self._closed:
+                    self._settler = None
+                    return
+            for session_id in sessions:
+                lock = self.engine.session_lock(session_id)
+                if not lock.acquire(blocking=False):
+                    continue  # a turn runs here: it settles the session before it starts
+                try:
+                    self.settle(session_id)
+                    self._release_if_held(session_id)
+                except (StoreError, apsw.Error) as e:
+                    log.debug("session %s not settled yet: %s", session_id, e)
+                finally:
+                    lock.release()
+            if self._stopping.wait(pause):
+                continue
+            pause = min(pause * 2, 2.0)
+
+    def _release_if_held(self, session_id: str) -> None:
+        with self.store.write() as tx:
+            if tx.holds_lease(session_id, self.engine.runner):
+                tx.release_lease(session_id, self.engine.runner)
 
     def _take_lease(self, session_id: str, cancel: threading.Event) -> bool:
         """Wait until this runner holds the session's lease; False when cancelled first."""
@@ -339,7 +424,9 @@ class _Turn:
         self.cancel = AnyCancel(job.cancel, lost)
         self.prompt_id: str | None = None
         self.last_reply: str | None = None
+        self.open_reply: str | None = None  # a reply not yet finished, or running its tools
         self.directory: str | None = None
+        self.storage_fault = False  # the turn stopped because the store failed
 
     @property
     def engine(self) -> CompactionEngine:
@@ -355,9 +442,16 @@ class _Turn:
             if self.job.cancel.is_set():  # e.g. the session was deleted under the turn
                 return self.outcome("cancelled")
             log.warning("turn in %s stopped: %s", self.session_id, e)
-            return self.outcome("error", TurnError("StorageError", _brief(e), STORAGE_ERROR))
+            error = TurnError("StorageError", _brief(e), STORAGE_ERROR)
+            if not isinstance(e, LeaseLost):
+                self.storage_fault = True
+                if self.open_reply is not None:
+                    reply_error = MessageError("StorageError", error.message)
+                    self.r.close_reply_later(self.session_id, self.open_reply, reply_error)
+            return self.outcome("error", error)
 
     def _run(self) -> TurnOutcome:
+        self.r.settle(self.session_id)  # what an earlier turn's storage fault left open
         self.engine.recover(self.session_id)
         self._drive_active()  # a pending compaction goes before the new prompt
         if self.job.cancel.is_set():
@@ -476,7 +570,7 @@ class _Turn:
                 runner=self.engine.runner.owner,
                 model=model,
             )
-        self.last_reply = reply.id
+        self.last_reply = self.open_reply = reply.id
         sink = _StepSink(self, reply)
         try:
             with sink.flushing_while_silent():
@@ -527,12 +621,14 @@ class _Turn:
                     time_completed=tx.now(),
                 )
             )
+        self.open_reply = reply.id if tool_parts else None  # its tools are still to run
         return _Step(reply.id, result.finish, usage, tuple(tool_parts))
 
     def _close(self, reply: Message, error: MessageError) -> None:
         with self.r.store.write() as tx:
             self.engine.fence(tx, self.session_id)
             tx.update_message(replace(reply, error=error, time_completed=tx.now()))
+        self.open_reply = None
 
     def _run_tools(self, step: _Step) -> None:
         root = Path(self.directory) if self.directory else None
@@ -562,6 +658,7 @@ class _Turn:
                 self.engine.fence(tx, self.session_id)
                 state = replace(state, time_end=tx.now())
                 tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
+        self.open_reply = None
 
 
 @dataclass(frozen=True)
@@ -663,6 +760,21 @@ class _StepSink:
                 raise
             self.reasoning_stored, self.text_stored = len(reasoning), len(text)
             self.last_flush = time.monotonic()
+
+
+def _close_with(tx: Tx, reply_id: str, owner: str, error: MessageError) -> None:
+    """Close a reply this runner wrote, and its tool calls still pending or running, with
+    ``error``; nothing when someone already finished it (or it is gone)."""
+    reply = tx.get_message(reply_id)
+    if reply is None or reply.runner != owner:
+        return
+    for part in tx.parts_of(reply_id):
+        body = part.body
+        if isinstance(body, ToolPart) and body.state.status in ("pending", "running"):
+            state = replace(body.state, status="error", error=error.message, time_end=tx.now())
+            tx.put_part(reply_id, replace(body, state=state), part.id)
+    if reply.time_completed is None:
+        tx.update_message(replace(reply, error=error, time_completed=tx.now()))
 
 
 def _input(call: ToolCall) -> dict[str, object]:

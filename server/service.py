@@ -150,6 +150,9 @@ class Sidecar:
     def load(self, session_id: str) -> Loaded:
         with self._existing(session_id):
             try:
+                if self.runner is not None:  # before recovery would call them "Interrupted"
+                    with contextlib.suppress(StoreError, apsw.Error):
+                        self.runner.settle(session_id)
                 self.engine.recover(session_id)
             except apsw.ReadOnlyError as e:  # nothing can be repaired; show the history as is
                 log.warning("cannot repair %s in a read-only database: %s", session_id, e)

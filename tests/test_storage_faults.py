@@ -11,13 +11,15 @@ rewritten or "repaired".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import resource
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import pytest
 from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.rpc_client import RpcClient, RpcError
 from store.migrations import LATEST
+from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.soak.servers import Outputs, kill, spawn, write_config
 
 WAIT_S = 60.0  # an answer normally takes milliseconds; a locked write takes the busy timeout
@@ -385,7 +388,25 @@ def test_file_size_limit_fails_writes_with_a_storage_error_until_lifted(
     assert_nothing_lost(place.db, before)
 
 
-# --- locked -------------------------------------------------------------------------------------
+class Follower:
+    """A second server process following one session: what another editor would be told."""
+
+    def __init__(self, client: RpcClient, session_id: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        client.on_notification("session/sync", self._on_sync)
+        client.request("session/load", {"sessionId": session_id}, timeout=WAIT_S)
+
+    def _on_sync(self, _method: str, params: Any) -> None:
+        with self.cond:
+            self.events.append(params)
+            self.cond.notify_all()
+
+    def wait_for(self, found: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(found(e) for e in self.events), WAIT_S)
+            return next(e for e in self.events if found(e))
+
 
 LOCKER = """
 import sys, apsw
@@ -397,6 +418,79 @@ sys.stdin.readline()
 conn.execute("COMMIT")
 conn.close()
 """
+
+
+@contextlib.contextmanager
+def file_size_limit(pid: int, db: Path) -> Iterator[None]:
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+
+
+@contextlib.contextmanager
+def locked_by_another_process(pid: int, db: Path) -> Iterator[None]:
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout is not None and locker.stdin is not None
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        locker.stdin.write("\n")
+        locker.stdin.flush()
+        assert locker.wait(timeout=WAIT_S) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [file_size_limit, locked_by_another_process])
+def test_a_storage_fault_mid_answer_keeps_the_ids_and_closes_the_reply_as_failed_once_writes_work(
+    place: Place, clients: list[RpcClient], fault: Callable[[int, Path], Any]
+) -> None:
+    with FakeOpenAI(chunk_chars=4) as fake:
+        settings = {"provider": "openai", "model": "m", "baseUrl": fake.base_url, "apiKey": "sk-x"}
+        config = write_config(place.logs / "openai.toml", settings)
+        openai_place = Place(place.db, config, place.logs)
+        server, other = openai_place.start(), openai_place.start()
+        clients.extend([server, other])
+        sid = server.request("session/new", {"title": "fault"}, timeout=WAIT_S)["sessionId"]
+        follower = Follower(other, sid)
+        fake.push(Reply(text="word " * 400, delay_s=0.02), when="chat")
+        params = {"sessionId": sid, "prompt": [{"type": "text", "text": "go"}]}
+        answer = server.request_async("session/prompt", params)
+        follower.wait_for(lambda e: e["type"] == "message.part.delta")  # reply text is stored
+        assert server.process is not None
+        pid = server.process.pid
+        with fault(pid, place.db):
+            result = answer.result(WAIT_S)
+        turn_storage_error(result)
+        assert result["userMessageId"] is not None and result["messageId"] is not None
+
+        # writes work again: the reply is closed with the reason, and the follower is told
+        closed = follower.wait_for(
+            lambda e: (
+                e["type"] == "message.updated"
+                and e["data"]["id"] == result["messageId"]
+                and e["data"].get("error") is not None
+            )
+        )
+        assert closed["data"]["error"]["name"] == "StorageError"
+        loaded = other.request("session/load", {"sessionId": sid}, timeout=WAIT_S)
+        reply = loaded["messages"][-1]
+        assert reply["info"]["id"] == result["messageId"]
+        assert reply["info"]["error"]["name"] == "StorageError"  # not "Interrupted"
+        assert reply["parts"][0]["text"].startswith("word word")
+        fake.push(Reply(text="fine again"), when="chat")
+        assert prompt(server, sid, "again")["stopReason"] == "end_turn"
+        assert integrity(place.db) == ["ok"]
+
+
+# --- locked -------------------------------------------------------------------------------------
 
 
 def test_database_locked_past_the_busy_timeout_fails_then_the_same_requests_succeed(
