@@ -3,16 +3,22 @@
 // it talks through the small `Rpc` interface, which vscode-languageclient's LanguageClient and a
 // vscode-jsonrpc MessageConnection both satisfy, so the node tests drive this same code.
 
+import type { RequestParam, RequestType } from "vscode-jsonrpc";
 import {
-  type CancelResult,
+  CancelRequest,
+  type CompactParams,
+  CompactRequest,
   type CompactResult,
   type CompactionInfo,
+  ContextRequest,
   type ContextResult,
   type DeltaParams,
-  type ListResult,
+  ListSessionsRequest,
+  LoadSessionRequest,
   type LoadResult,
-  Methods,
-  type NewSessionResult,
+  type NewSessionParams,
+  NewSessionRequest,
+  PromptRequest,
   type PromptResult,
   type SessionInfo,
   type StatusParams,
@@ -23,8 +29,10 @@ import { Transcript } from "./transcript";
 import type { MeterView, UiState } from "./viewMessages";
 import type { Notice } from "./viewModel";
 
+/** Sends one of the typed requests of ./protocol; `P` and `R` come from the request type alone,
+ * so params of another shape do not compile. (The same signature as the libraries' own.) */
 export interface Rpc {
-  sendRequest<R>(method: string, params: unknown): Promise<R>;
+  sendRequest<P, R, E>(type: RequestType<P, R, E>, params: NoInfer<RequestParam<P>>): Promise<R>;
 }
 
 export type ChangeKind = "transcript" | "meta";
@@ -193,9 +201,7 @@ export class SessionController {
   // -- requests --------------------------------------------------------------------------------
 
   async refreshSessions(): Promise<SessionInfo[]> {
-    const result = await this.rpc.sendRequest<ListResult>(Methods.list, {
-      limit: SESSION_LIST_LIMIT,
-    });
+    const result = await this.rpc.sendRequest(ListSessionsRequest, { limit: SESSION_LIST_LIMIT });
     this.sessions = result.sessions;
     this.emit("meta");
     return this.sessions;
@@ -203,10 +209,10 @@ export class SessionController {
 
   /** Create a session and show it. */
   async newSession(title?: string): Promise<string> {
-    const params: { title?: string; directory?: string } = {};
+    const params: NewSessionParams = {};
     if (title !== undefined && title !== "") params.title = title;
     if (this.options.directory !== undefined) params.directory = this.options.directory;
-    const result = await this.rpc.sendRequest<NewSessionResult>(Methods.new, params);
+    const result = await this.rpc.sendRequest(NewSessionRequest, params);
     this.upsertSession(result.session);
     await this.openSession(result.sessionId);
     return result.sessionId;
@@ -226,7 +232,7 @@ export class SessionController {
     this.emit("transcript");
     let result: LoadResult;
     try {
-      result = await this.rpc.sendRequest<LoadResult>(Methods.load, { sessionId });
+      result = await this.rpc.sendRequest(LoadSessionRequest, { sessionId });
     } catch (err) {
       if (token === this.loadToken) {
         this.loading = undefined;
@@ -261,7 +267,7 @@ export class SessionController {
     const sessionId = this.currentSessionId ?? (await this.newSession(titleFrom(text)));
     this.addInflight(sessionId, 1);
     try {
-      const result = await this.rpc.sendRequest<PromptResult>(Methods.prompt, {
+      const result = await this.rpc.sendRequest(PromptRequest, {
         sessionId,
         prompt: [{ type: "text", text }],
       });
@@ -277,9 +283,9 @@ export class SessionController {
     const sessionId = this.requireSession();
     this.addInflight(sessionId, 1);
     try {
-      const params: { sessionId: string; instructions?: string } = { sessionId };
+      const params: CompactParams = { sessionId };
       if (instructions !== undefined && instructions.trim() !== "") params.instructions = instructions;
-      return await this.rpc.sendRequest<CompactResult>(Methods.compact, params);
+      return await this.rpc.sendRequest(CompactRequest, params);
     } finally {
       this.addInflight(sessionId, -1);
       if (sessionId === this.currentSessionId) this.refreshMeter();
@@ -289,12 +295,12 @@ export class SessionController {
   async cancel(): Promise<number> {
     const sessionId = this.currentSessionId;
     if (sessionId === undefined) return 0;
-    const result = await this.rpc.sendRequest<CancelResult>(Methods.cancel, { sessionId });
+    const result = await this.rpc.sendRequest(CancelRequest, { sessionId });
     return result.cancelled;
   }
 
   async context(sessionId = this.requireSession()): Promise<ContextResult> {
-    return this.rpc.sendRequest<ContextResult>(Methods.context, { sessionId });
+    return this.rpc.sendRequest(ContextRequest, { sessionId });
   }
 
   /** Ask `session/context` for the meter again; calls made while one runs coalesce into one. */

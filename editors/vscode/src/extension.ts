@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 import { ResponseError } from "vscode-languageclient/node";
 import type { SessionlspApi } from "./api";
-import { CHAT_VIEW_ID, ChatViewProvider } from "./chatView";
+import { CHAT_VIEW_ID, type ChatActions, ChatViewProvider } from "./chatView";
 import { CompactionProgress } from "./compactionProgress";
 import { CONTEXT_SCHEME, renderContext } from "./contextDocument";
 import { SessionController } from "./controller";
@@ -54,6 +54,113 @@ function workspaceDirectory(): string | undefined {
 async function argumentOrAsk(arg: unknown, options: vscode.InputBoxOptions): Promise<string | undefined> {
   return typeof arg === "string" ? arg : vscode.window.showInputBox({ ignoreFocusOut: true, ...options });
 }
+
+async function revealChat(): Promise<void> {
+  await vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`);
+}
+
+/** The user actions the chat view and the commands share; each shows its failure, never throws. */
+interface Actions extends ChatActions {
+  compact(instructions?: string): Promise<void>;
+}
+
+/** What the commands act on, built once by `activate`. */
+interface CommandContext {
+  readonly extension: vscode.ExtensionContext;
+  readonly server: ServerConnection;
+  readonly controller: SessionController;
+  readonly chat: ChatViewProvider;
+  readonly contextDocs: ContextDocuments;
+  readonly actions: Actions;
+  /** Run a user action; show what went wrong instead of throwing. */
+  run(what: string, action: () => Promise<unknown>): Promise<void>;
+}
+
+/**
+ * Every command, by the id package.json declares in `contributes.commands`; `activate` registers
+ * them all in one loop. `arg` is the first argument given to `executeCommand` (the tests pass the
+ * prompt, the compaction instructions or a session id this way); without one, commands ask.
+ */
+const COMMANDS: Record<string, (c: CommandContext, arg?: unknown) => unknown> = {
+  "sessionlsp.newSession": async (c) => {
+    await revealChat();
+    await c.actions.newSession();
+    c.chat.focusPrompt();
+  },
+  "sessionlsp.prompt": async (c, text) => {
+    const prompt = await argumentOrAsk(text, {
+      title: "sessionlsp: Prompt",
+      prompt: "Send a prompt to the session shown in the chat view (a new one when none is)",
+    });
+    if (prompt === undefined || prompt.trim() === "") return;
+    await revealChat();
+    await c.actions.prompt(prompt);
+  },
+  "sessionlsp.compact": async (c, instructions) => {
+    if (c.controller.currentSessionId === undefined) {
+      void vscode.window.showInformationMessage("sessionlsp: no session is open.");
+      return;
+    }
+    const given = await argumentOrAsk(instructions, {
+      title: "sessionlsp: Compact Session",
+      prompt: "Optional: what the summary must keep (Enter with nothing to compact without)",
+    });
+    if (given === undefined) return;
+    await c.actions.compact(given);
+  },
+  "sessionlsp.cancel": (c) => c.actions.cancel(),
+  "sessionlsp.showContext": async (c) => {
+    const sessionId = c.controller.currentSessionId;
+    if (sessionId === undefined) {
+      void vscode.window.showInformationMessage("sessionlsp: no session is open.");
+      return;
+    }
+    const uri = ContextDocuments.uriFor(sessionId);
+    c.contextDocs.refresh(uri);
+    const doc = await vscode.workspace.openTextDocument(uri);
+    await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false });
+  },
+  "sessionlsp.openSession": async (c, id) => {
+    if (typeof id === "string") {
+      await revealChat();
+      await c.actions.openSession(id);
+      return;
+    }
+    await c.run("open session", async () => {
+      const sessions = await c.controller.refreshSessions();
+      const pick = await vscode.window.showQuickPick(
+        sessions.map((s) => ({
+          label: sessionTitle(s),
+          description: s.directory ?? "",
+          detail: `${s.id} · updated ${shortTime(s.time.updated)}`,
+          id: s.id,
+          picked: s.id === c.controller.currentSessionId,
+        })),
+        { title: "sessionlsp: Open Session", placeHolder: "Pick a session", matchOnDetail: true },
+      );
+      if (pick === undefined) return;
+      await revealChat();
+      await c.controller.openSession(pick.id);
+    });
+  },
+  "sessionlsp.setApiKey": async (c) => {
+    const key = await vscode.window.showInputBox({
+      title: "sessionlsp: Set API Key",
+      prompt:
+        "Stored in VS Code's secret storage and given to the server as SESSIONLSP_API_KEY. Leave empty to remove it.",
+      password: true,
+      ignoreFocusOut: true,
+    });
+    if (key === undefined) return;
+    if (key.trim() === "") await c.extension.secrets.delete(API_KEY_SECRET);
+    else await c.extension.secrets.store(API_KEY_SECRET, key.trim());
+    await c.server.restart();
+    void vscode.window.showInformationMessage(
+      key.trim() === "" ? "sessionlsp: API key removed." : "sessionlsp: API key stored.",
+    );
+  },
+  "sessionlsp.restartServer": (c) => c.server.restart(),
+};
 
 export async function activate(context: vscode.ExtensionContext): Promise<SessionlspApi> {
   const output = vscode.window.createOutputChannel("sessionlsp", { log: true });
@@ -129,7 +236,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
     if (choice === "Set API Key") await vscode.commands.executeCommand("sessionlsp.setApiKey");
   }
 
-  const actions = {
+  const actions: Actions = {
     prompt: (text: string) =>
       run("prompt", async () => {
         await server.whenRunning();
@@ -146,8 +253,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
   const progress = new CompactionProgress(controller);
   const contextDocs = new ContextDocuments(controller);
 
-  const revealChat = async (): Promise<void> => {
-    await vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`);
+  const commandContext: CommandContext = {
+    extension: context,
+    server,
+    controller,
+    chat,
+    contextDocs,
+    actions,
+    run,
   };
 
   context.subscriptions.push(
@@ -159,84 +272,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Sessio
     { dispose: () => controller.dispose() },
     vscode.window.registerWebviewViewProvider(CHAT_VIEW_ID, chat),
     vscode.workspace.registerTextDocumentContentProvider(CONTEXT_SCHEME, contextDocs),
-    vscode.commands.registerCommand("sessionlsp.newSession", async () => {
-      await revealChat();
-      await actions.newSession();
-      chat?.focusPrompt();
-    }),
-    vscode.commands.registerCommand("sessionlsp.prompt", async (text?: unknown) => {
-      const prompt = await argumentOrAsk(text, {
-        title: "sessionlsp: Prompt",
-        prompt: "Send a prompt to the session shown in the chat view (a new one when none is)",
-      });
-      if (prompt === undefined || prompt.trim() === "") return;
-      await revealChat();
-      await actions.prompt(prompt);
-    }),
-    vscode.commands.registerCommand("sessionlsp.compact", async (instructions?: unknown) => {
-      if (controller.currentSessionId === undefined) {
-        void vscode.window.showInformationMessage("sessionlsp: no session is open.");
-        return;
-      }
-      const given = await argumentOrAsk(instructions, {
-        title: "sessionlsp: Compact Session",
-        prompt: "Optional: what the summary must keep (Enter with nothing to compact without)",
-      });
-      if (given === undefined) return;
-      await actions.compact(given);
-    }),
-    vscode.commands.registerCommand("sessionlsp.cancel", () => actions.cancel()),
-    vscode.commands.registerCommand("sessionlsp.showContext", async () => {
-      const sessionId = controller.currentSessionId;
-      if (sessionId === undefined) {
-        void vscode.window.showInformationMessage("sessionlsp: no session is open.");
-        return;
-      }
-      const uri = ContextDocuments.uriFor(sessionId);
-      contextDocs.refresh(uri);
-      const doc = await vscode.workspace.openTextDocument(uri);
-      await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false });
-    }),
-    vscode.commands.registerCommand("sessionlsp.openSession", async (id?: unknown) => {
-      if (typeof id === "string") {
-        await revealChat();
-        await actions.openSession(id);
-        return;
-      }
-      await run("open session", async () => {
-        const sessions = await controller.refreshSessions();
-        const pick = await vscode.window.showQuickPick(
-          sessions.map((s) => ({
-            label: sessionTitle(s),
-            description: s.directory ?? "",
-            detail: `${s.id} · updated ${shortTime(s.time.updated)}`,
-            id: s.id,
-            picked: s.id === controller.currentSessionId,
-          })),
-          { title: "sessionlsp: Open Session", placeHolder: "Pick a session", matchOnDetail: true },
-        );
-        if (pick === undefined) return;
-        await revealChat();
-        await controller.openSession(pick.id);
-      });
-    }),
-    vscode.commands.registerCommand("sessionlsp.setApiKey", async () => {
-      const key = await vscode.window.showInputBox({
-        title: "sessionlsp: Set API Key",
-        prompt:
-          "Stored in VS Code's secret storage and given to the server as SESSIONLSP_API_KEY. Leave empty to remove it.",
-        password: true,
-        ignoreFocusOut: true,
-      });
-      if (key === undefined) return;
-      if (key.trim() === "") await context.secrets.delete(API_KEY_SECRET);
-      else await context.secrets.store(API_KEY_SECRET, key.trim());
-      await server.restart();
-      void vscode.window.showInformationMessage(
-        key.trim() === "" ? "sessionlsp: API key removed." : "sessionlsp: API key stored.",
-      );
-    }),
-    vscode.commands.registerCommand("sessionlsp.restartServer", () => server.restart()),
+    ...Object.entries(COMMANDS).map(([id, command]) =>
+      vscode.commands.registerCommand(id, (arg?: unknown) => command(commandContext, arg)),
+    ),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration("sessionlsp")) void server.restart();
     }),

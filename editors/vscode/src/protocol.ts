@@ -1,23 +1,13 @@
-// The wire shapes of sessionlsp protocol version 1 (docs/protocol.md), as TypeScript types.
-// No runtime code depends on `vscode` here: the transcript model, the controller and the node
-// tests share these.
+// The wire shapes of sessionlsp protocol version 1 (docs/protocol.md), as TypeScript types, and
+// one typed constant per method (as rust-analyzer's lsp_ext.ts does): a request is sent as
+// `sendRequest(LoadSessionRequest, params)`, so a renamed method or a changed params or result shape
+// fails the type check instead of at run time. Nothing here depends on `vscode` (only on
+// vscode-jsonrpc, which vscode-languageclient uses too): the transcript model, the controller and
+// the node tests share it.
+
+import { NotificationType, RequestType } from "vscode-jsonrpc";
 
 export const PROTOCOL_VERSION = 1;
-
-export const Methods = {
-  new: "session/new",
-  list: "session/list",
-  load: "session/load",
-  context: "session/context",
-  prompt: "session/prompt",
-  cancel: "session/cancel",
-  compact: "session/compact",
-  events: "session/events",
-  delete: "session/delete",
-  sync: "session/sync",
-  delta: "session/delta",
-  status: "session/status",
-} as const;
 
 /** Error codes of docs/protocol.md §6 that the extension reacts to. */
 export const ErrorCodes = {
@@ -301,3 +291,64 @@ export interface InitializationOptions {
   outputLimit?: number;
   autoCompact?: boolean;
 }
+
+// -- params (docs/protocol.md §3) ---------------------------------------------------------------
+
+/** The params of every method that only names a session: load, context, cancel and delete. */
+export interface SessionIdParams {
+  sessionId: string;
+}
+
+export interface ListParams {
+  /** Only sessions whose `directory` is exactly this. */
+  directory?: string;
+  /** 1..10 000; the server's default is 100. */
+  limit?: number;
+}
+
+/** A prompt content block; `"text"` is the only type. */
+export interface TextBlock {
+  type: "text";
+  text: string;
+}
+
+export interface PromptParams {
+  sessionId: string;
+  prompt: TextBlock[];
+  /** This turn's model instead of the configured one. */
+  model?: string;
+}
+
+export interface CompactParams {
+  sessionId: string;
+  /** What the summary must keep. */
+  instructions?: string;
+}
+
+export interface EventsParams {
+  /** Events with `seq > after`; 0 for all. */
+  after: number;
+  sessionId?: string;
+  /** 1..10 000; the server's default is 1000. */
+  limit?: number;
+}
+
+/** `session/delete` answers `{}`. */
+export type DeleteResult = Record<string, never>;
+
+// -- the methods: one constant each ---------------------------------------------------------------
+
+export const NewSessionRequest = new RequestType<NewSessionParams, NewSessionResult, void>("session/new");
+export const ListSessionsRequest = new RequestType<ListParams, ListResult, void>("session/list");
+export const LoadSessionRequest = new RequestType<SessionIdParams, LoadResult, void>("session/load");
+export const ContextRequest = new RequestType<SessionIdParams, ContextResult, void>("session/context");
+export const PromptRequest = new RequestType<PromptParams, PromptResult, void>("session/prompt");
+export const CancelRequest = new RequestType<SessionIdParams, CancelResult, void>("session/cancel");
+export const CompactRequest = new RequestType<CompactParams, CompactResult, void>("session/compact");
+export const EventsRequest = new RequestType<EventsParams, EventsResult, void>("session/events");
+export const DeleteSessionRequest = new RequestType<SessionIdParams, DeleteResult, void>("session/delete");
+
+/** A durable change; types this client does not know are ignored (their seq still counts). */
+export const SyncNotification = new NotificationType<SyncEvent | UnknownEvent>("session/sync");
+export const DeltaNotification = new NotificationType<DeltaParams>("session/delta");
+export const StatusNotification = new NotificationType<StatusParams>("session/status");

@@ -11,6 +11,8 @@ import {
   type InitializationFailedHandler,
   LanguageClient,
   type LanguageClientOptions,
+  type RequestParam,
+  type RequestType,
   ResponseError,
   type ServerOptions,
   State,
@@ -18,11 +20,14 @@ import {
 import type { Rpc } from "./controller";
 import {
   type DeltaParams,
-  Methods,
+  DeltaNotification,
   PROTOCOL_VERSION,
   type ServerCapabilityInfo,
   type StatusParams,
+  StatusNotification,
   type SyncEvent,
+  SyncNotification,
+  type UnknownEvent,
 } from "./protocol";
 import { readSettings } from "./settings";
 import {
@@ -83,7 +88,7 @@ function startFailure(
 }
 
 export interface ServerHandlers {
-  sync(event: SyncEvent): void;
+  sync(event: SyncEvent | UnknownEvent): void;
   delta(delta: DeltaParams): void;
   status(status: StatusParams): void;
   /** The server is up (first start or a restart): reload what is shown. */
@@ -109,12 +114,12 @@ export class ServerConnection implements vscode.Disposable {
   private readonly readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   readonly rpc: Rpc = {
-    sendRequest: <R>(method: string, params: unknown): Promise<R> => {
+    sendRequest: <P, R, E>(type: RequestType<P, R, E>, params: NoInfer<RequestParam<P>>): Promise<R> => {
       const client = this.client;
       if (client === undefined || !client.isRunning()) {
         return Promise.reject(new Error("the sessionlsp server is not running"));
       }
-      return client.sendRequest<R>(method, params);
+      return client.sendRequest(type, params);
     },
   };
 
@@ -220,9 +225,9 @@ export class ServerConnection implements vscode.Disposable {
       },
     };
     const client = new LanguageClient("sessionlsp", "sessionlsp", serverOptions, clientOptions);
-    client.onNotification(Methods.sync, (e: SyncEvent) => this.handlers.sync(e));
-    client.onNotification(Methods.delta, (d: DeltaParams) => this.handlers.delta(d));
-    client.onNotification(Methods.status, (s: StatusParams) => this.handlers.status(s));
+    client.onNotification(SyncNotification, (e) => this.handlers.sync(e));
+    client.onNotification(DeltaNotification, (d) => this.handlers.delta(d));
+    client.onNotification(StatusNotification, (s) => this.handlers.status(s));
     this.client = client;
     try {
       await client.start();

@@ -3,8 +3,15 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import type { RequestType } from "vscode-jsonrpc";
 import { type Rpc, SessionController } from "../controller";
-import { type ContextResult, type LoadResult, Methods } from "../protocol";
+import {
+  ContextRequest,
+  type ContextResult,
+  EventsRequest,
+  LoadSessionRequest,
+  type LoadResult,
+} from "../protocol";
 import type { CompactionItem } from "../viewMessages";
 import { buildItems } from "../viewModel";
 import { SID, compactionPart, compactionState, info, loaded, prompt, text } from "./fixtures";
@@ -13,7 +20,8 @@ import { SID, compactionPart, compactionState, info, loaded, prompt, text } from
 class ScriptedRpc implements Rpc {
   readonly requests: string[] = [];
   constructor(private readonly answers: Record<string, unknown>) {}
-  sendRequest<R>(method: string, _params: unknown): Promise<R> {
+  sendRequest<P, R, E>(type: RequestType<P, R, E>, _params: unknown): Promise<R> {
+    const method = type.method;
     this.requests.push(method);
     if (!(method in this.answers)) return Promise.reject(new Error(`unexpected request ${method}`));
     return Promise.resolve(this.answers[method] as R);
@@ -59,13 +67,16 @@ function loadResult(): LoadResult {
 
 describe("opening a session", () => {
   test("a_loaded_session_shows_compaction_status_and_failure_reason_without_reading_session_events", async () => {
-    const rpc = new ScriptedRpc({ [Methods.load]: loadResult(), [Methods.context]: context });
+    const rpc = new ScriptedRpc({
+      [LoadSessionRequest.method]: loadResult(),
+      [ContextRequest.method]: context,
+    });
     const ctl = new SessionController(rpc);
     await ctl.openSession(SID);
     await ctl.meterSettled();
 
-    assert.ok(!rpc.requests.includes(Methods.events), `requests: ${rpc.requests.join(", ")}`);
-    assert.deepEqual(rpc.requests, [Methods.load, Methods.context]);
+    assert.ok(!rpc.requests.includes(EventsRequest.method), `requests: ${rpc.requests.join(", ")}`);
+    assert.deepEqual(rpc.requests, [LoadSessionRequest.method, ContextRequest.method]);
 
     const blocks = buildItems(ctl.transcript!)
       .map((e) => e.make())

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { SessionController } from "../controller";
-import { Methods } from "../protocol";
+import { ContextRequest, DeleteSessionRequest, LoadSessionRequest } from "../protocol";
 import type { CompactionItem } from "../viewMessages";
 import { buildItems } from "../viewModel";
 import {
@@ -111,16 +111,16 @@ describe("offline provider", { skip }, () => {
     // status must come from session/load itself, not from the event log.
     const requests: string[] = [];
     const ctl = new SessionController({
-      sendRequest: <R>(method: string, params: unknown): Promise<R> => {
-        requests.push(method);
-        return c.connection.sendRequest<R>(method, params);
+      sendRequest: (type, params) => {
+        requests.push(type.method);
+        return c.connection.sendRequest(type, params);
       },
     });
     await ctl.openSession(withCompaction.id);
     await ctl.meterSettled();
     const statuses = ctl.transcript?.compactions().map((x) => [x.status, x.summaryMessageId !== undefined]);
     assert.deepEqual(statuses, [["completed", true]]);
-    assert.deepEqual(requests, [Methods.load, Methods.context]);
+    assert.deepEqual(requests, [LoadSessionRequest.method, ContextRequest.method]);
     const fresh = await freshTranscript(c, withCompaction.id);
     assert.deepStrictEqual(ctl.transcript?.messages(), fresh.messages());
     assert.deepStrictEqual(ctl.transcript?.compactions(), fresh.compactions());
@@ -174,7 +174,7 @@ describe("openai provider through the fake server, two server processes", { skip
     const sessionId = await a.controller.newSession("to delete");
     await b.controller.openSession(sessionId);
     assert.ok(b.controller.sessions.some((s) => s.id === sessionId));
-    await a.connection.sendRequest("session/delete", { sessionId });
+    await a.connection.sendRequest(DeleteSessionRequest, { sessionId });
     await until(b.controller, () => b.controller.currentSessionId === undefined, "the deletion to reach B");
     assert.equal(b.controller.transcript, undefined);
     assert.ok(!b.controller.sessions.some((s) => s.id === sessionId));

@@ -16,11 +16,14 @@ import {
 import { SessionController } from "../controller";
 import {
   type DeltaParams,
+  DeltaNotification,
   type InitializationOptions,
-  type LoadResult,
-  Methods,
+  LoadSessionRequest,
   type StatusParams,
+  StatusNotification,
   type SyncEvent,
+  SyncNotification,
+  type UnknownEvent,
 } from "../protocol";
 import { Transcript } from "../transcript";
 
@@ -42,7 +45,7 @@ export interface Connected {
   connection: MessageConnection;
   process: ChildProcess;
   /** Every session/sync event received, in order. */
-  syncs: SyncEvent[];
+  syncs: (SyncEvent | UnknownEvent)[];
   deltas: DeltaParams[];
   statuses: StatusParams[];
   progress: unknown[];
@@ -78,19 +81,19 @@ export async function connect(
     new StreamMessageWriter(child.stdin),
   );
   const controller = new SessionController(connection);
-  const syncs: SyncEvent[] = [];
+  const syncs: (SyncEvent | UnknownEvent)[] = [];
   const deltas: DeltaParams[] = [];
   const statuses: StatusParams[] = [];
   const progress: unknown[] = [];
-  connection.onNotification(Methods.sync, (e: SyncEvent) => {
+  connection.onNotification(SyncNotification, (e) => {
     syncs.push(e);
     controller.handleSync(e);
   });
-  connection.onNotification(Methods.delta, (d: DeltaParams) => {
+  connection.onNotification(DeltaNotification, (d) => {
     deltas.push(d);
     controller.handleDelta(d);
   });
-  connection.onNotification(Methods.status, (s: StatusParams) => {
+  connection.onNotification(StatusNotification, (s) => {
     statuses.push(s);
     controller.handleStatus(s);
   });
@@ -132,7 +135,7 @@ export async function connect(
 
 /** What a fresh client sees: `session/load` alone (the history and every compaction's state). */
 export async function freshTranscript(c: Connected, sessionId: string): Promise<Transcript> {
-  const loaded = await c.connection.sendRequest<LoadResult>(Methods.load, { sessionId });
+  const loaded = await c.connection.sendRequest(LoadSessionRequest, { sessionId });
   return Transcript.fromLoad(loaded);
 }
 

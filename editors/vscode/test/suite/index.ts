@@ -6,6 +6,7 @@ import * as vscode from "vscode";
 
 import type { SessionlspApi } from "../../src/api";
 import { CONTEXT_SCHEME } from "../../src/contextDocument";
+import { ContextRequest, LoadSessionRequest } from "../../src/protocol";
 import { assert, Suite, waitFor } from "./runner";
 
 const EXTENSION_ID = "sessionlsp.sessionlsp";
@@ -85,9 +86,7 @@ suite.test("a prompt sent with the prompt command is stored with its answer", as
   const text = `suite prompt ${Date.now()}: where is the tokenizer?`;
   await vscode.commands.executeCommand("sessionlsp.prompt", text);
   await api.waitForIdle(sessionId, 30_000);
-  const loaded = await client(api).sendRequest<{ messages: StoredMessage[] }>("session/load", {
-    sessionId,
-  });
+  const loaded = await client(api).sendRequest(LoadSessionRequest, { sessionId });
   const at = loaded.messages.findIndex((m) => m.info.role === "user" && textOf(m) === text);
   assert(at >= 0, `the prompt is not stored in ${sessionId}`);
   const reply = loaded.messages[at + 1];
@@ -131,10 +130,7 @@ suite.test("the compact command compacts the shown session", async () => {
   assert(sessionId !== undefined, "no current session");
   await vscode.commands.executeCommand("sessionlsp.compact", "keep the file names");
   await api.waitForIdle(sessionId, 30_000);
-  const ctx = await client(api).sendRequest<{ markerId?: string; summaryMessageId?: string }>(
-    "session/context",
-    { sessionId },
-  );
+  const ctx = await client(api).sendRequest(ContextRequest, { sessionId });
   assert(
     ctx.markerId !== undefined && ctx.summaryMessageId !== undefined,
     `context: ${JSON.stringify(ctx)}`,
