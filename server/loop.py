@@ -587,6 +587,19 @@ class _Turn:
             sink.flush()
             self._close(reply, MessageError("ProviderError", e.message))
             return TurnError("ProviderError", e.message, PROVIDER_ERROR, e.status, e.retryable)
+        except Exception as e:
+            # A bug (or a fault while streaming): close the reply as failed so that followers
+            # do not see it in progress until recovery calls it "Interrupted". Best effort: the
+            # store may be what failed, and the original error is the one that is reported.
+            try:
+                with contextlib.suppress(Exception):
+                    sink.flush()  # keep what was shown, if it can still be written
+                storage = isinstance(e, (StoreError, apsw.Error))
+                name = "StorageError" if storage else "InternalError"
+                self._close(reply, MessageError(name, _brief(e)))
+            except Exception:
+                log.debug("could not close reply %s after a failure", reply.id, exc_info=True)
+            raise
         if self.lost.is_set():
             return TurnError("LeaseLost", "another process took over this session", STORAGE_ERROR)
         return self._finish(reply, sink, result, ctx.tokens)

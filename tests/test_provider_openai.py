@@ -341,6 +341,89 @@ def test_a_json_answer_to_a_streamed_request_is_accepted(fake: FakeOpenAI) -> No
     assert result.usage == Usage(input=5, output=1, total=6)
 
 
+def sse(*deltas: dict[str, object], finish: str = "stop") -> list[str]:
+    """One SSE event per delta, each its own HTTP chunk, then the finish and ``[DONE]``. The
+    JSON is ASCII-escaped, so a lone surrogate travels as ``\\udXXX`` as some servers send it."""
+    events = [f"data: {json.dumps({'choices': [{'index': 0, 'delta': d}]})}\n\n" for d in deltas]
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+    return [*events, f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"]
+
+
+def test_an_emoji_split_into_surrogate_halves_across_chunks_streams_as_the_emoji(
+    fake: FakeOpenAI,
+) -> None:
+    fake.push(Raw(sse({"content": "\ud83d"}, {"content": "\ude00 done"})))
+
+    result, sink = chat(provider_for(fake))
+
+    assert result.text == "\U0001f600 done"
+    assert "".join(sink.texts) == result.text
+    assert all(text for text in sink.texts)  # nothing empty, no half of a character
+    assert result.finish == "stop"
+
+
+def test_surrogate_halves_across_chunks_of_reasoning_and_tool_arguments_are_joined(
+    fake: FakeOpenAI,
+) -> None:
+    call = {"index": 0, "id": "c1", "function": {"name": "grep", "arguments": '{"pattern": "'}}
+    more = [{"index": 0, "function": {"arguments": "\ud83d"}}]
+    rest = [{"index": 0, "function": {"arguments": '\ude00"}'}}]
+    fake.push(
+        Raw(
+            sse(
+                {"reasoning_content": "I see \ud83d"},
+                {"reasoning_content": "\ude00."},
+                {"tool_calls": [call]},
+                {"tool_calls": more},
+                {"tool_calls": rest},
+                finish="tool_calls",
+            )
+        )
+    )
+
+    result, sink = chat(provider_for(fake))
+
+    assert result.reasoning == "".join(sink.reasonings) == "I see \U0001f600."
+    assert result.tool_calls == (ToolCall("c1", "grep", '{"pattern": "\U0001f600"}'),)
+
+
+def test_a_surrogate_half_that_never_gets_its_pair_becomes_a_replacement_character(
+    fake: FakeOpenAI,
+) -> None:
+    fake.push(Raw(sse({"content": "odd \ude00 one"}, {"content": "then \ud83d"})))
+
+    result, sink = chat(provider_for(fake))
+
+    assert result.text == "odd \ufffd onethen \ufffd"
+    assert "".join(sink.texts) == result.text
+    assert result.finish == "stop"
+
+
+def test_a_json_answer_holding_a_lone_surrogate_gets_a_replacement_character(
+    fake: FakeOpenAI,
+) -> None:
+    answer = {
+        "choices": [{"index": 0, "message": {"content": "smile \ud83d"}, "finish_reason": "stop"}],
+    }
+    fake.push(Raw(json.dumps(answer), content_type="application/json"))
+
+    result, sink = chat(provider_for(fake))
+
+    assert result.text == "".join(sink.texts) == "smile \ufffd"
+
+
+def test_an_error_message_holding_a_lone_surrogate_is_reported_with_a_replacement_character(
+    fake: FakeOpenAI,
+) -> None:
+    error = {"error": {"message": "model \ud83d broke"}}
+    fake.push(Raw(f"data: {json.dumps(error)}\n\n"))
+
+    with pytest.raises(ProviderError) as caught:
+        chat(provider_for(fake))
+
+    assert "model \ufffd broke" in caught.value.message
+
+
 # -- errors and retries ------------------------------------------------------------------------
 
 

@@ -4,6 +4,8 @@ loopback fake OpenAI server (tests/fakes/openai_server.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from pygls.exceptions import JsonRpcException
 import tests.support
 from server.errors import PROVIDER_ERROR, PROVIDER_NOT_CONFIGURED
 from store import Store
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply, Stall
+from tests.fakes.openai_server import FakeOpenAI, HttpError, Raw, Reply, Stall
 from tests.lsp_support import Session, start
 
 pytestmark = pytest.mark.asyncio
@@ -284,6 +286,57 @@ async def test_list_files_and_grep_over_a_file_name_that_is_not_utf8_end_the_tur
     assert tools["call_2"]["output"] == "caf\\xe9.txt:1: the answer is 42"
     sent = [m["content"] for m in fake.last_request.body["messages"] if m["role"] == "tool"]
     assert sent == ["caf\\xe9.txt", "caf\\xe9.txt:1: the answer is 42"]
+
+
+def sse_text(*pieces: str) -> Raw:
+    """A stream whose text arrives as ``pieces``, one SSE event (and HTTP chunk) each, JSON
+    ASCII-escaped: a lone surrogate travels as ``\\udXXX``, as some servers send it."""
+    events = [
+        f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': p}}]})}\n\n"
+        for p in pieces
+    ]
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return Raw([*events, f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"])
+
+
+async def streamed_text(server: Session, message_id: str, expected: str) -> str:
+    """The reply's text as ``session/delta``s told it, once they add up to ``expected``."""
+
+    def text() -> str:
+        deltas = server.collected.of("session/delta")
+        return "".join(d["delta"] for d in deltas if d["messageId"] == message_id)
+
+    with contextlib.suppress(TimeoutError):
+        await server.wait_until(lambda: text() == expected, timeout=5)
+    return text()
+
+
+async def test_an_emoji_sent_as_surrogate_halves_in_two_chunks_is_stored_and_streamed_whole(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    fake.push(sse_text("\ud83d", "\ude00 done"), when="chat")
+    sid = await new_session(server)
+    result = await server.request("session/prompt", prompt(sid, "smile"))
+    assert result["stopReason"] == "end_turn"
+
+    reply = (await history(server, sid))[-1]
+    assert text_of(reply) == "\U0001f600 done"
+    assert reply["info"]["finish"] == "stop" and "error" not in reply["info"]
+    assert await streamed_text(server, reply["info"]["id"], "\U0001f600 done") == text_of(reply)
+
+
+async def test_a_surrogate_half_left_at_the_end_of_the_stream_ends_as_a_replacement_character(
+    server: Session, fake: FakeOpenAI
+) -> None:
+    fake.push(sse_text("almost ", "\ud83d"), when="chat")
+    sid = await new_session(server)
+    result = await server.request("session/prompt", prompt(sid, "smile"))
+    assert result["stopReason"] == "end_turn"
+
+    reply = (await history(server, sid))[-1]
+    assert text_of(reply) == "almost \ufffd"
+    assert reply["info"]["finish"] == "stop" and "error" not in reply["info"]
+    assert await streamed_text(server, reply["info"]["id"], "almost \ufffd") == text_of(reply)
 
 
 async def test_unconfigured_provider_refuses_prompts_but_serves_the_rest(

@@ -86,8 +86,9 @@ _SK_TOKEN = re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9_\-]{5,}")
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every secret replaced by ``***``, bearer and ``sk-`` tokens masked, capped
-    at :data:`MESSAGE_CAP` characters."""
+    """``text`` with every secret replaced by ``***``, bearer and ``sk-`` tokens masked, lone
+    surrogates replaced, capped at :data:`MESSAGE_CAP` characters."""
+    text = _well_formed(text)
     for secret in secrets:
         text = text.replace(secret, "***")
     text = _BEARER.sub(r"\1 ***", text)
@@ -254,6 +255,39 @@ def _complete(data: str) -> bool:
     return True
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _well_formed(text: str) -> str:
+    """``text`` with each surrogate pair joined into the character it encodes and any lone
+    surrogate replaced by U+FFFD. ``json.loads`` turns an escaped half (``"\\ud83d"``) into a
+    lone surrogate, which no UTF-8 store or wire can carry."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+class _Pieces:
+    """Text that arrives in pieces, passed on as well-formed text. Some servers escape a
+    character beyond the BMP as two surrogate halves and split it between two chunks: a high
+    surrogate ending one piece waits for the next, and one that never gets its pair ends as
+    U+FFFD."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        piece = self._held + piece
+        self._held = ""
+        if piece and "\ud800" <= piece[-1] <= "\udbff":
+            piece, self._held = piece[:-1], piece[-1]
+        return _well_formed(piece)
+
+    def end(self) -> str:
+        held, self._held = self._held, ""
+        return _well_formed(held)
+
+
 def _int(value: object) -> int:
     if isinstance(value, bool):
         return 0
@@ -340,6 +374,8 @@ class _Answer:
         self.usage: Usage | None = None
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        self._text_pieces = _Pieces()
+        self._reasoning_pieces = _Pieces()
         self._tools: dict[int, _ToolDraft] = {}
         self._last_tool: int | None = None
 
@@ -374,7 +410,7 @@ class _Answer:
             )
         model = chunk.get("model")
         if isinstance(model, str) and model:
-            self.model = model
+            self.model = _well_formed(model)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = _usage(usage)
@@ -396,14 +432,10 @@ class _Answer:
     def _delta(self, delta: Mapping[str, Any]) -> None:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
-            self._reasoning.append(reasoning)
-            self.streamed = True
-            self._sink.reasoning(reasoning)
+            self._reasoning_delta(self._reasoning_pieces.feed(reasoning))
         content = delta.get("content")
         if isinstance(content, str) and content:
-            self._text.append(content)
-            self.streamed = True
-            self._sink.text(content)
+            self._text_delta(self._text_pieces.feed(content))
         tool_calls = delta.get("tool_calls")
         if isinstance(tool_calls, list):
             for fragment in tool_calls:
@@ -412,6 +444,18 @@ class _Answer:
         function_call = delta.get("function_call")  # the pre-tools API
         if isinstance(function_call, dict):
             self._tool_fragment({"index": 0, "function": function_call})
+
+    def _reasoning_delta(self, reasoning: str) -> None:
+        if reasoning:
+            self._reasoning.append(reasoning)
+            self.streamed = True
+            self._sink.reasoning(reasoning)
+
+    def _text_delta(self, text: str) -> None:
+        if text:
+            self._text.append(text)
+            self.streamed = True
+            self._sink.text(text)
 
     def _tool_fragment(self, fragment: Mapping[str, Any]) -> None:
         index = fragment.get("index")
@@ -446,11 +490,14 @@ class _Answer:
             if not draft.name:
                 log.warning("dropping a tool call without a name (index %d)", index)
                 continue
-            arguments = "".join(draft.arguments) or "{}"
-            calls.append(ToolCall(draft.id or f"call_{index}", draft.name, arguments))
+            arguments = _well_formed("".join(draft.arguments)) or "{}"
+            call_id = _well_formed(draft.id) or f"call_{index}"
+            calls.append(ToolCall(call_id, _well_formed(draft.name), arguments))
         return tuple(calls)
 
     def result(self) -> ChatResult:
+        self._reasoning_delta(self._reasoning_pieces.end())
+        self._text_delta(self._text_pieces.end())
         calls = self.tool_calls()
         finish: FinishReason
         if self.finish_raw in ("tool_calls", "function_call"):
