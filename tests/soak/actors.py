@@ -330,6 +330,7 @@ class SoakClient(threading.Thread):
             ("prompt", self.op_prompt, 40),
             ("compact", self.op_compact, 6),
             ("cancel", self.op_cancel, 8),
+            ("cancel then prompt", self.op_cancel_then_prompt, 4),
             ("load", self.op_load, 12),
             ("new", self.op_new, 3),
             ("list", self.op_list, 8),
@@ -441,6 +442,37 @@ class SoakClient(threading.Thread):
         result = target.request("session/cancel", {"sessionId": session}, timeout=REQUEST_S)
         stopped = int(result["cancelled"])
         self.registry.count("outcomes", f"cancel stopped {stopped if stopped < 2 else '2+'}")
+
+    def op_cancel_then_prompt(self, conn: RpcClient) -> None:
+        """A cancel (notification, or request not waited for) and at once a prompt, on an idle
+        session: the cancel arrived first, so it must not stop the prompt."""
+        created = conn.request("session/new", {"title": f"{self.name} cancel"}, timeout=REQUEST_S)
+        session = str(created["sessionId"])
+        with self.registry.lock:
+            self.registry.sessions[session] = self.name
+        cancel: Future[Any] | None = None
+        if self.rng.random() < 0.5:
+            conn.notify("session/cancel", {"sessionId": session})
+        else:
+            cancel = conn.request_async("session/cancel", {"sessionId": session})
+        self.prompts += 1
+        nonce = f"{self.name}-{self.prompts}"
+        self.script("plain", nonce)
+        params = {"sessionId": session, "prompt": [{"type": "text", "text": f"[{nonce}] go"}]}
+        result = conn.request("session/prompt", params, timeout=REQUEST_S)
+        if cancel is not None:
+            cancel.result(REQUEST_S)
+        if result["stopReason"] == "cancelled":
+            # Only a second cancel (another client found the session meanwhile) may stop it.
+            found = conn.request(
+                "session/events", {"after": 0, "sessionId": session}, timeout=REQUEST_S
+            )
+            cancels = [e for e in found["events"] if e["type"] == "session.cancel"]
+            if len(cancels) <= 1:
+                self.registry.violation(
+                    f"{self.name}: a prompt sent right after a cancel in {session} was cancelled"
+                )
+        self.turn_result(session, "plain", result)
 
     def op_compact(self, conn: RpcClient) -> None:
         session = self.pick_followed(conn)
