@@ -61,6 +61,20 @@ _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(-?\d+)", re.IGNORECASE)
 T = TypeVar("T")
 
 
+class _AnsweredErrors(logging.Filter):
+    """pygls logs every error answer with a traceback at ERROR level, including the expected
+    ones (unknown session, invalid params): a client's mistake filled the log with stack traces.
+    Those answers carry their stable code to the client; the failures worth a traceback
+    (internal errors) are logged by ``_failure`` itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, JsonRpcException)
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(_AnsweredErrors())
+
+
 def plain_converter() -> cattrs.Converter:
     """lsprotocol's converter, except that custom requests keep params as plain JSON."""
     converter = converters.get_converter()

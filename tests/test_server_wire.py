@@ -317,3 +317,18 @@ def test_exit_without_shutdown_during_a_turn_ends_at_once_with_a_short_log(
         assert reply.info.error is not None and reply.info.error.name == "Cancelled"
     finally:
         store.close()
+
+
+def test_errors_answered_to_the_client_leave_no_traceback_in_the_log(tmp_path: Path) -> None:
+    raw = Raw(tmp_path, stderr=tmp_path / "stderr.log")
+    try:
+        raw.initialize()
+        assert raw.request("session/load", {"sessionId": "nope"})["error"]["code"] == -31001
+        assert raw.request("session/load", {})["error"]["code"] == -32602
+        assert raw.request("session/nope", {})["error"]["code"] == -32601
+        assert raw.request("shutdown")["result"] is None
+        assert raw.close() == 0
+    finally:
+        if raw.proc.poll() is None:
+            raw.proc.kill()
+    assert b"Traceback" not in (tmp_path / "stderr.log").read_bytes()
