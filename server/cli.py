@@ -20,7 +20,7 @@ from importlib.metadata import version
 from server.chat import build_parser, run_chat
 from server.config import ConfigError, default_config_path, load_config
 from server.logs import setup_logging
-from server.protocol import serve_stdio
+from server.lsp_stdio import serve_stdio
 from store import Store, StoreError, default_db_path
 
 

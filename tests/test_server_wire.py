@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED, STORAGE_ERROR
-from server.protocol import MAX_FRAME_BYTES
+from server.lsp_stdio import MAX_FRAME_BYTES
 from server.rpc_client import encode_frame, read_frame
 from store import Store
 from tests.fakes.openai_server import FakeOpenAI, Stall

@@ -33,7 +33,7 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from server.protocol import MAX_FRAME_BYTES  # noqa: E402
+from server.lsp_stdio import MAX_FRAME_BYTES  # noqa: E402
 from server.rpc_client import RpcClient, RpcError  # noqa: E402
 from store import Store  # noqa: E402
 from store.models import FilePart, TextPart  # noqa: E402
