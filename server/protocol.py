@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from typing import Any, TypeVar
 
-import apsw
 import cattrs
 from lsprotocol import converters, types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -212,7 +211,7 @@ def _failure(e: BaseException) -> JsonRpcException:
     if isinstance(e, NotFound):
         code = UNKNOWN_SESSION if e.what == "session" else INVALID_PARAMS
         return JsonRpcException(str(e), code, {"field": e.what + "Id"})
-    if isinstance(e, StoreError | apsw.Error):
+    if isinstance(e, StoreError):
         log.warning("storage error: %s", e)
         return JsonRpcException(f"storage error: {_brief(e)}", STORAGE_ERROR)
     log.exception("internal error", exc_info=e)
@@ -360,7 +359,7 @@ def _register(server: SessionServer) -> None:
             log.warning("%s", warning)
         try:
             ls.sidecar = Sidecar(config, ls)
-        except (StoreError, apsw.Error, OSError) as e:
+        except (StoreError, OSError) as e:
             raise JsonRpcException(f"storage error: {_brief(e)}", STORAGE_ERROR) from None
         ls.sidecar.start()
 

@@ -15,8 +15,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-import apsw
-
 from server.compaction import CompactionEngine, CompactionOutcome, CompactionSettings
 from server.config import Config
 from server.context import ModelContext, build_context
@@ -29,7 +27,7 @@ from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_l
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
-from store import Store, StoreError
+from store import ReadOnly, Store, StoreError
 from store.models import Compaction, Event, MessageWithParts, Session
 
 log = logging.getLogger(__name__)
@@ -151,10 +149,10 @@ class Sidecar:
         with self._existing(session_id):
             try:
                 if self.runner is not None:  # before recovery would call them "Interrupted"
-                    with contextlib.suppress(StoreError, apsw.Error):
+                    with contextlib.suppress(StoreError):
                         self.runner.settle(session_id)
                 self.engine.recover(session_id)
-            except apsw.ReadOnlyError as e:  # nothing can be repaired; show the history as is
+            except ReadOnly as e:  # nothing can be repaired; show the history as is
                 log.warning("cannot repair %s in a read-only database: %s", session_id, e)
         with self.store.read() as tx:
             session = tx.require_session(session_id)
@@ -255,7 +253,7 @@ class Sidecar:
         self._require(session_id)
         try:
             yield
-        except (StoreError, apsw.Error) as e:
+        except StoreError as e:
             try:
                 self._require(session_id)
             except RpcFailure:

@@ -5,9 +5,13 @@ It imports nothing from ``server``. All SQL lives in this package.
 
 from store.db import Store, default_db_path
 from store.errors import (
+    Corrupt,
+    Full,
     LeaseLost,
+    Locked,
     NotASessionlspDatabase,
     NotFound,
+    ReadOnly,
     ReadOnlyView,
     SchemaTooNew,
     StoreError,
@@ -16,9 +20,13 @@ from store.leases import RunnerId
 from store.tx import Tx
 
 __all__ = [
+    "Corrupt",
+    "Full",
     "LeaseLost",
+    "Locked",
     "NotASessionlspDatabase",
     "NotFound",
+    "ReadOnly",
     "ReadOnlyView",
     "RunnerId",
     "SchemaTooNew",

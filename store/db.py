@@ -22,7 +22,7 @@ from typing import Any
 import apsw
 import platformdirs
 
-from store.errors import StoreError
+from store.errors import driver_errors, from_driver
 from store.migrations import migrate, refuse_unusable_file
 from store.models import Event
 from store.tx import Tx
@@ -73,13 +73,15 @@ class Store:
         self._changed = threading.Condition()
         self._generation = 0  # bumped after every commit made through this Store
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        opening = f"cannot open database {self.path}: "
         try:
-            refuse_unusable_file(self.path)
-            with self.write() as tx:
+            with driver_errors(opening):
+                refuse_unusable_file(self.path)
+            with driver_errors(opening), self._write() as tx:
                 migrate(tx.connection)
-        except apsw.Error as e:
+        except BaseException:
             self.close()
-            raise StoreError(f"cannot open database {self.path}: {e}") from e
+            raise
 
     # --- connections ----------------------------------------------------------------------------
 
@@ -93,7 +95,7 @@ class Store:
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
             except apsw.Error as e:
-                raise StoreError(f"cannot open database {self.path}: {e}") from e
+                raise from_driver(e, f"cannot open database {self.path}: ") from e
             conn.transaction_mode = "IMMEDIATE"
             self._local.conn = conn
             with self._all_lock:
@@ -134,8 +136,14 @@ class Store:
         Events emitted inside are published to subscribers after the outermost commit.
         The outermost ``BEGIN IMMEDIATE`` is issued as a statement rather than through apsw's
         context manager: a statement releases the GIL while SQLite waits for the write lock, so
-        a writer waiting on another never freezes the rest of this process.
+        a writer waiting on another never freezes the rest of this process. The driver's
+        errors leave as ``StoreError`` subclasses (store/errors.py).
         """
+        with driver_errors(), self._write() as tx:
+            yield tx
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Tx]:
         outbox: list[Event] | None = getattr(self._local, "outbox", None)
         if outbox is not None:  # nested: a savepoint inside the open transaction
             conn = self._connection()
@@ -166,6 +174,11 @@ class Store:
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
         """A consistent read-only snapshot (deferred: readers never block writers)."""
+        with driver_errors(), self._read() as tx:
+            yield tx
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Tx]:
         conn = self._connection()
         if conn.in_transaction:
             yield Tx(conn, [], self.clock, self.lease_timeout_ms, writable=False)
@@ -227,7 +240,8 @@ class Store:
 
     def data_version(self) -> int:
         """Changes whenever another connection (any process) commits to the file."""
-        row = self._connection().execute("PRAGMA data_version").fetchone()
+        with driver_errors():
+            row = self._connection().execute("PRAGMA data_version").fetchone()
         return int(row[0]) if row else 0
 
     def wait_for_change(self, timeout: float, poll_interval: float = 0.02) -> None:
