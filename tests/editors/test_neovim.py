@@ -10,6 +10,7 @@ Debian's Neovim 0.7.2 refuses the plugin in one line.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -828,6 +829,53 @@ def test_a_chat_reopened_while_its_answer_streams_shows_the_durable_text(
         sid,
     )
     assert editor.lines(buf)[-1] == "The beginning,"
+
+
+# The event streams in tests/fixtures/transcript_streams.json, each with the end state it must
+# give; editors/vscode/src/unit/transcriptStreams.test.ts runs the same file through the VS Code
+# extension's model. The adapter below turns transcript.lua's state into the file's neutral form.
+STREAMS = REPO / "tests" / "fixtures" / "transcript_streams.json"
+STREAM_CASES: list[dict[str, Any]] = json.loads(STREAMS.read_text(encoding="utf-8"))
+
+RUN_STREAM = """
+local case = ...
+local t = require('sessionlsp.transcript').new(case.load.session.id)
+t:load(case.load)
+local reload = false
+for _, step in ipairs(case.steps) do
+  local change
+  if step.sync then change = t:apply_sync(step.sync) else change = t:apply_delta(step.delta) end
+  reload = reload or (change ~= nil and change.reload == true)
+end
+local messages = {}
+for _, m in ipairs(t:list()) do
+  local parts = {}
+  for _, p in ipairs(m.parts) do
+    local text = nil
+    if p.type == 'text' or p.type == 'reasoning' then text = p.text end
+    parts[#parts + 1] = {id = p.id, type = p.type, text = text,
+                         status = p.type == 'tool' and p.state.status or nil}
+  end
+  messages[#messages + 1] = {id = m.info.id, kind = m.info.kind, finish = m.info.finish,
+                             error = m.info.error and m.info.error.name, parts = parts}
+end
+local compactions = {}
+for marker, data in pairs(t.compactions) do
+  compactions[#compactions + 1] = {marker, data.status}
+end
+return {title = t.session.title, deleted = t.deleted, needsReload = reload,
+        messages = messages, compactions = compactions}
+"""
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=[c["name"] for c in STREAM_CASES])
+def test_transcript_gives_the_shared_streams_end_state(
+    editor: Editor, case: dict[str, Any]
+) -> None:
+    state = editor.lua(RUN_STREAM, case)
+    # Lua has no empty-object/empty-list distinction: the pairs come back as a list
+    state["compactions"] = dict(state["compactions"])
+    assert state == case["expect"]
 
 
 # -- Neovim 0.7 --------------------------------------------------------------------------

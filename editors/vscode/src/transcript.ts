@@ -21,7 +21,8 @@ import type {
  * - `applied`: the model changed (or the event was of a known type and moved the cursor);
  * - `stale`: the event's seq is not above the cursor, so it was already applied (dropped);
  * - `other-session`: the event belongs to another session (dropped);
- * - `ignored`: an event type this client does not know (the cursor still moves);
+ * - `ignored`: an event type this client does not know (the cursor still moves), or a
+ *   `session/delta` for a part no delta created (its durable events bring the text);
  * - `gap`: a `message.part.delta` whose offset is past the text held: something was missed and
  *   the session must be loaded again.
  */
@@ -31,6 +32,8 @@ interface MessageEntry {
   /** Undefined while only parts or deltas of the message have arrived. */
   info: MessageInfo | undefined;
   parts: Map<string, Part>;
+  /** The parts a `session/delta` created: the only ones later deltas extend. */
+  streamed: Set<string>;
   rev: number;
 }
 
@@ -44,6 +47,23 @@ export interface TranscriptSnapshot {
 
 const byId = <T extends { id: string }>(a: T, b: T): number =>
   a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+
+/**
+ * Characters in `s` as the server counts them for `offset` (a Python string's length: code
+ * points), not UTF-16 units: a character outside the Basic Multilingual Plane is one.
+ */
+function charLength(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+/** `s` without its first `n` characters (code points). */
+function dropChars(s: string, n: number): string {
+  let i = 0;
+  for (let k = 0; k < n && i < s.length; k++) i += (s.codePointAt(i) ?? 0) > 0xffff ? 2 : 1;
+  return s.slice(i);
+}
 
 export function isAssistantInProgress(info: MessageInfo): boolean {
   return info.role === "assistant" && info.finish === undefined && info.error === undefined;
@@ -89,7 +109,7 @@ export class Transcript {
     for (const m of result.messages) {
       const parts = new Map<string, Part>();
       for (const p of m.parts) parts.set(p.id, p);
-      t.entries.set(m.info.id, { info: m.info, parts, rev: t.bump() });
+      t.entries.set(m.info.id, { info: m.info, parts, streamed: new Set(), rev: t.bump() });
     }
     for (const c of result.compactions) t.setCompaction(c);
     t.seq = result.seq;
@@ -131,6 +151,7 @@ export class Transcript {
         return "applied";
       case "message.part.removed": {
         const entry = this.entries.get(e.data.messageId);
+        entry?.streamed.delete(e.data.partId);
         if (entry?.parts.delete(e.data.partId)) this.touch(entry);
         return "applied";
       }
@@ -144,7 +165,13 @@ export class Transcript {
     }
   }
 
-  /** Apply a `session/delta` notification: append streamed text at once. */
+  /**
+   * Apply a `session/delta` notification: append streamed text at once. Deltas only extend a
+   * part they created from its first one (also after its `message.part.updated`, which holds
+   * all they brought): a part read from the history or the event log holds the text of the last
+   * durable write, behind the deltas, so appending to it would leave a hole; its durable events
+   * (`message.part.delta` by offset, then `message.part.updated`) bring the rest.
+   */
   applyDelta(delta: DeltaParams): ApplyOutcome {
     if (delta.sessionId !== this.sessionId) return "other-session";
     const entry = this.entry(delta.messageId);
@@ -157,7 +184,8 @@ export class Transcript {
         type: delta.partType,
         text: delta.delta,
       });
-    } else if (part.type === "text" || part.type === "reasoning") {
+      entry.streamed.add(delta.partId);
+    } else if ((part.type === "text" || part.type === "reasoning") && entry.streamed.has(part.id)) {
       entry.parts.set(part.id, { ...part, text: part.text + delta.delta });
     } else {
       return "ignored";
@@ -260,11 +288,12 @@ export class Transcript {
       return "applied";
     }
     if (part.type !== "text" && part.type !== "reasoning") return "ignored";
-    const held = part.text.length;
+    // offsets count characters (code points), as the server does
+    const held = charLength(part.text);
     if (held < data.offset) return "gap";
-    const end = data.offset + data.delta.length;
+    const end = data.offset + charLength(data.delta);
     if (held >= end) return "applied"; // the session/delta stream already brought this text
-    entry.parts.set(part.id, { ...part, text: part.text + data.delta.slice(held - data.offset) });
+    entry.parts.set(part.id, { ...part, text: part.text + dropChars(data.delta, held - data.offset) });
     this.touch(entry);
     return "applied";
   }
@@ -300,7 +329,7 @@ export class Transcript {
   private entry(messageId: string): MessageEntry {
     let entry = this.entries.get(messageId);
     if (entry === undefined) {
-      entry = { info: undefined, parts: new Map(), rev: this.bump() };
+      entry = { info: undefined, parts: new Map(), streamed: new Set(), rev: this.bump() };
       this.entries.set(messageId, entry);
     }
     return entry;
