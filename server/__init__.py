@@ -1,1 +1,2 @@
-"""The sidecar: compaction engine, context building, and (later) the JSON-RPC server."""
+"""The sidecar: the JSON-RPC front end, the prompt runner, providers, tools and the compaction
+engine, over one service (``service.Sidecar``). It reaches the database only through ``store``."""

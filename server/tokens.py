@@ -1,6 +1,6 @@
 """Token arithmetic: estimates from text, and the usable window of a model.
 
-The window rules follow the reference agent (see ../shared/reference/compaction.md, item 2):
+The window rules (docs/compaction.md describes them with the overflow test):
 ``reserved = min(20 000, max_output)`` with ``max_output = min(output limit, 32 000)``; the usable
 window is ``input - reserved`` when the model has a separate input limit, else
 ``context - reserved``. An unknown context size (0) means "never compact automatically".

@@ -1,4 +1,5 @@
--- Schema version 1. Later versions are forward migrations in store/migrations/.
+-- Schema version 1. Later versions are forward migrations: store/migration_N.sql, applied in
+-- order by store/migrations.py.
 -- Columns hold what is queried; the rest of a row's fields live in its JSON `data`.
 
 CREATE TABLE session (
