@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 
 from server.context import load_conversation, plan_tail, render, tail_budget
 from server.crashpoints import crashpoint
+from server.providers.base import CancelToken
 from server.summary import (
-    CancelToken,
     Summarizer,
     SummaryCancelled,
     SummaryReply,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from server.providers.base import CancelToken
 from server.tokens import ModelLimits, estimate_text, tool_output_for_model
 from store.models import FilePart, MessageWithParts, TextPart, TokenUsage, ToolPart
 
@@ -99,12 +100,6 @@ class SummaryReply:
     tokens: TokenUsage | None = None
     model: str | None = None
     kind: Literal["model", "extractive"] = "model"  # extractive: assembled, not written by a model
-
-
-class CancelToken(Protocol):
-    """Anything with ``is_set()``, such as a ``threading.Event``."""
-
-    def is_set(self) -> bool: ...
 
 
 class Summarizer(Protocol):
