@@ -23,6 +23,8 @@ from server.providers.base import (
     ChatResult,
     FinishReason,
     ProviderCancelled,
+    ProviderConfig,
+    ProviderEntry,
     ProviderError,
     ProviderInfo,
     ProviderNotConfigured,
@@ -394,3 +396,27 @@ class OpenAIProvider:
         return self._transport.post(
             body, lambda: _Answer(sink, model, self._transport.fail), sink, cancel
         )
+
+
+def _make(config: ProviderConfig) -> OpenAIProvider:
+    return OpenAIProvider(
+        OpenAISettings(
+            base_url=config.base_url or "",
+            api_key=config.api_key,
+            model=config.model,
+            context_limit=config.context_limit,
+            output_limit=config.output_limit,
+        )
+    )
+
+
+ENTRY = ProviderEntry(
+    name="openai",
+    about="any OpenAI-compatible Chat Completions endpoint",
+    model="",
+    context_limit=128_000,
+    output_limit=4_096,
+    requires=("baseUrl", "model"),
+    language_model=True,
+    make=_make,
+)
