@@ -29,15 +29,15 @@ from dataclasses import dataclass, replace
 
 from server.context import load_conversation, plan_tail, render, tail_budget
 from server.crashpoints import crashpoint
+from server.providers.base import CancelToken
 from server.summary import (
-    CancelToken,
     Summarizer,
     SummaryCancelled,
     SummaryReply,
     SummaryRequest,
     SummaryTooLarge,
     build_summary_request,
-    extractive_summary,
+    fallback_summary,
 )
 from server.tokens import ModelLimits, is_overflow
 from store import LeaseLost, RunnerId, Store, Tx
@@ -492,13 +492,13 @@ class CompactionEngine:
             if cancel is not None and cancel.is_set():
                 raise SummaryCancelled() from e
             log.warning("summarizer failed (%s); writing an extractive summary", type(e).__name__)
-            return SummaryReply(extractive_summary(head, previous, _reason(e))), "extractive"
+            return SummaryReply(fallback_summary(head, previous, _reason(e))), "extractive"
         if lost.is_set():
             raise LeaseLost("lease lost while summarizing")
         if not reply.text.strip():
             reason = "the model returned an empty summary"
             return SummaryReply(
-                extractive_summary(head, previous, reason), reply.tokens
+                fallback_summary(head, previous, reason), reply.tokens
             ), "extractive"
         return reply, reply.kind
 

@@ -29,13 +29,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import platformdirs
 
+from server.providers.registry import DEFAULT_PROVIDER, PROVIDERS
+
 log = logging.getLogger(__name__)
 
-ProviderName = Literal["openai", "offline"]
+ProviderName = str  # a key of server.providers.registry.PROVIDERS
 
 CONFIG_ENV = "SESSIONLSP_CONFIG"
 API_KEY_ENVS = ("SESSIONLSP_API_KEY", "OPENAI_API_KEY")
@@ -45,21 +47,6 @@ DEFAULT = "default"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
-
-
-@dataclass(frozen=True)
-class ProviderDefaults:
-    model: str
-    context_limit: int
-    output_limit: int
-
-
-PROVIDER_DEFAULTS: Mapping[ProviderName, ProviderDefaults] = MappingProxyType(
-    {
-        "offline": ProviderDefaults(model="offline", context_limit=8_000, output_limit=1_000),
-        "openai": ProviderDefaults(model="", context_limit=128_000, output_limit=4_096),
-    }
-)
 
 
 class ConfigError(ValueError):
@@ -93,11 +80,10 @@ Parser = Callable[[object, _Origin], Any]
 def _parse_provider(value: object, origin: _Origin) -> ProviderName:
     if isinstance(value, str):
         word = value.strip().lower()
-        if word == "openai":
-            return "openai"
-        if word == "offline":
-            return "offline"
-    raise _Invalid('"openai" or "offline"')
+        if word in PROVIDERS:
+            return word
+    names = [f'"{name}"' for name in PROVIDERS]
+    raise _Invalid(", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
 
 
 def _parse_str(value: object, origin: _Origin) -> str:
@@ -211,13 +197,16 @@ class ConfigLayers:
         return (self.file, self.env, self.init, self.overrides)
 
 
+_DEFAULT_ENTRY = PROVIDERS[DEFAULT_PROVIDER]
+
+
 @dataclass(frozen=True)
 class Config:
-    provider: ProviderName = "offline"
-    model: str = "offline"  # "" means not set (the openai provider has no default model)
+    provider: ProviderName = DEFAULT_PROVIDER
+    model: str = _DEFAULT_ENTRY.model  # "" means not set (openai has no default model)
     base_url: str | None = None
-    context_limit: int = 8_000  # tokens
-    output_limit: int = 1_000  # tokens
+    context_limit: int = _DEFAULT_ENTRY.context_limit  # tokens
+    output_limit: int = _DEFAULT_ENTRY.output_limit  # tokens
     auto_compact: bool = True
     db: str | None = None  # None: the store's default path
     api_key: str | None = field(default=None, repr=False)
@@ -464,8 +453,8 @@ def _resolve(layers: ConfigLayers) -> Config:
         for name, setting in layer.settings.items():
             merged[name] = setting.value
             sources[name] = setting.source
-    provider: ProviderName = merged.get("provider", "offline")
-    defaults = PROVIDER_DEFAULTS[provider]
+    provider: ProviderName = merged.get("provider", DEFAULT_PROVIDER)
+    defaults = PROVIDERS[provider]
     fallback: dict[str, Any] = {
         "provider": provider,
         "model": defaults.model,

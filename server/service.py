@@ -21,9 +21,8 @@ from server.context import ModelContext, build_context
 from server.errors import PROVIDER_NOT_CONFIGURED, UNKNOWN_SESSION, RpcFailure
 from server.loop import LoopListener, LoopSettings, PromptInput, PromptRunner, TurnOutcome
 from server.providers.base import Provider, ProviderNotConfigured
-from server.providers.offline import OfflineProvider
-from server.providers.openai import OpenAIProvider, OpenAISettings
-from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_limits
+from server.providers.registry import PROVIDERS, build
+from server.summarizers import OfflineSummarizer, ProviderSummarizer
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
@@ -60,27 +59,16 @@ class ProviderSetup:
 
 
 def make_provider(config: Config) -> ProviderSetup:
-    if config.provider == "offline":
-        offline = OfflineProvider(
-            model=config.model or "offline",
-            context_limit=config.context_limit,
-            output_limit=config.output_limit,
-        )
-        limits = provider_limits(offline)
-        return ProviderSetup(offline, OfflineSummarizer(limits), limits)
+    """The configured provider, from the registry, and the summarizer compaction uses with it:
+    the provider itself when it is a language model, else (and when it cannot be used) the
+    offline summarizer."""
     limits = ModelLimits(config.context_limit, config.output_limit)
     try:
-        provider = OpenAIProvider(
-            OpenAISettings(
-                base_url=config.base_url or "",
-                api_key=config.api_key,
-                model=config.model,
-                context_limit=config.context_limit,
-                output_limit=config.output_limit,
-            )
-        )
+        provider = build(config.provider, config)
     except ProviderNotConfigured as e:
         return ProviderSetup(None, OfflineSummarizer(limits), limits, e.message)
+    if not PROVIDERS[config.provider].language_model:
+        return ProviderSetup(provider, OfflineSummarizer(limits), limits)
     return ProviderSetup(provider, ProviderSummarizer(provider), limits)
 
 

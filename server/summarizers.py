@@ -91,8 +91,13 @@ class ProviderSummarizer:
         return SummaryReply(result.text, token_usage(result.usage), result.model)
 
 
-def offline_summary(request: SummaryRequest) -> str:
-    """A deterministic summary made of the transcript's own sentences."""
+def offline_provider_summary(request: SummaryRequest) -> str:
+    """What the offline provider writes where a model would: a deterministic summary made of
+    the transcript's own sentences, from the same trimmed request a model gets and in the
+    sections :data:`~server.summary.SYSTEM_PROMPT` asks for.
+
+    Not :func:`server.summary.fallback_summary`, which replaces a summary any model (this
+    one included) failed to write."""
     if not request.transcript and not request.previous_summary:
         return (
             "## Objective\n(nothing older than the recent messages kept verbatim)\n"
@@ -133,7 +138,7 @@ class OfflineSummarizer:
     def summarize(
         self, request: SummaryRequest, on_text: Callable[[str], None], cancel: CancelToken
     ) -> SummaryReply:
-        text = offline_summary(request)
+        text = offline_provider_summary(request)
         for line in text.splitlines(keepends=True):
             if cancel.is_set():
                 raise SummaryCancelled()

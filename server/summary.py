@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from server.providers.base import CancelToken
 from server.tokens import ModelLimits, estimate_text, tool_output_for_model
 from store.models import FilePart, MessageWithParts, TextPart, TokenUsage, ToolPart
 
@@ -99,12 +100,6 @@ class SummaryReply:
     tokens: TokenUsage | None = None
     model: str | None = None
     kind: Literal["model", "extractive"] = "model"  # extractive: assembled, not written by a model
-
-
-class CancelToken(Protocol):
-    """Anything with ``is_set()``, such as a ``threading.Event``."""
-
-    def is_set(self) -> bool: ...
 
 
 class Summarizer(Protocol):
@@ -241,10 +236,15 @@ def one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def extractive_summary(
+def fallback_summary(
     head: tuple[MessageWithParts, ...], previous_summary: str | None, reason: str
 ) -> str:
-    """A summary assembled from the messages themselves, for when the model cannot write one."""
+    """A summary assembled from the messages themselves, for when the model failed to write one
+    (error, empty answer): it works from the stored messages, not from a request that may be
+    the very thing that failed, and says why the model's summary is missing.
+
+    Not :func:`server.summarizers.offline_provider_summary`, which stands in for a model when
+    the offline provider is configured and answers a :class:`SummaryRequest` like one."""
     prompts = [m for m in head if m.info.kind == "prompt" and _text_of(m)]
     errors = [
         p.body

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from server.providers.base import CancelToken
 from server.summary import (
-    CancelToken,
     SummaryCancelled,
     SummaryFailed,
     SummaryReply,

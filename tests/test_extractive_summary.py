@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.summary import extractive_summary
+from server.summary import fallback_summary
 from store.models import (
     TextPart,
     ToolPart,
@@ -29,7 +29,7 @@ HEAD = (
 
 
 def test_extractive_summary_names_objective_files_requests_and_tool_errors() -> None:
-    text = extractive_summary(HEAD, None, "SummaryFailed: HTTP 503")
+    text = fallback_summary(HEAD, None, "SummaryFailed: HTTP 503")
     assert text.startswith("## Extractive summary\n_The model could not write a summary")
     assert "## Objective\nMake `parse_config` accept TOML in src/config.py" in text
     for mention in ("src/config.py", "docs/usage.md", "parse_config"):
@@ -39,13 +39,13 @@ def test_extractive_summary_names_objective_files_requests_and_tool_errors() -> 
 
 
 def test_extractive_summary_is_deterministic_and_keeps_the_earlier_summary() -> None:
-    a = extractive_summary(HEAD, "## Objective\nold goal", "x")
-    b = extractive_summary(HEAD, "## Objective\nold goal", "x")
+    a = fallback_summary(HEAD, "## Objective\nold goal", "x")
+    b = fallback_summary(HEAD, "## Objective\nold goal", "x")
     assert a == b
     assert "## Earlier summary\n## Objective\nold goal" in a
 
 
 def test_extractive_summary_of_nothing_still_has_every_section() -> None:
-    text = extractive_summary((), None, "x")
+    text = fallback_summary((), None, "x")
     for heading in ("Objective", "Relevant Files and Identifiers", "Recent Requests"):
         assert f"## {heading}" in text

@@ -6,20 +6,26 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from server.providers.base import ToolSpec
 from server.tools import (
     MAX_GREP_MATCHES,
     MAX_LIST_ENTRIES,
     MAX_OUTPUT_CHARS,
     MAX_OUTPUT_LINES,
     TOOL_SPECS,
+    TOOLS,
+    Tool,
     ToolOutcome,
     run_tool,
 )
+from server.tools.base import RunContext
+from server.tools.paths import Workspace
 
 needs_symlinks = pytest.mark.skipif(os.name != "posix", reason="symlinks and FIFOs are POSIX")
 
@@ -379,6 +385,50 @@ def test_invalid_json_arguments_are_an_error(ws: Path) -> None:
 def test_unknown_tool_is_an_error(ws: Path) -> None:
     outcome = run_tool("write_file", "{}", ws)
     assert outcome.error == 'unknown tool "write_file"; the tools are read_file, list_files, grep'
+
+
+def test_an_unknown_tool_never_runs_grep(ws: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
+    outcome = run_tool("write_file", '{"pattern": "main"}', ws)
+    assert outcome.error is not None and "write_file" in outcome.error
+    assert outcome.output == ""
+    assert spawned == []  # grep runs in a child: none was started
+
+
+def test_the_specs_are_the_table_of_tools() -> None:
+    assert tuple(tool.spec for tool in TOOLS.values()) == TOOL_SPECS
+    assert {name: tool.kind for name, tool in TOOLS.items()} == {
+        "read_file": "read",
+        "list_files": "read",
+        "grep": "search",
+    }
+
+
+def test_a_tool_added_to_the_table_runs_its_own_function(
+    ws: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    """Before the table, a tool given a spec but no branch of run_tool's if-chain ran grep."""
+    spec = ToolSpec(
+        name="echo",
+        description="Say the text back.",
+        parameters={
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+    )
+
+    def echo(
+        workspace: Workspace, args: Mapping[str, Any], title: str, _: RunContext
+    ) -> ToolOutcome:
+        return ToolOutcome(output=str(args["text"]), title=title)
+
+    monkeypatch.setattr(
+        "server.tools.TOOLS", {**TOOLS, "echo": Tool(spec, echo, "read", title_from="text")}
+    )
+    assert call(ws, "echo", text="main") == ToolOutcome(output="main", title="main")
+    assert call(ws, "echo").error == 'missing required argument "text"'
+    assert spawned == []
 
 
 def test_wrong_argument_types_missing_and_unknown_arguments_are_errors(ws: Path) -> None:

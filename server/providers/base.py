@@ -8,7 +8,7 @@ Exception messages never contain secrets (API keys, Authorization headers): they
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -136,3 +136,37 @@ class Provider(Protocol):
         ProviderCancelled when ``cancel`` is set (checked between chunks, and the stream is
         closed promptly even while the provider is silent)."""
         ...
+
+
+class ProviderConfig(Protocol):
+    """The settings a provider is built from (``server.config.Config`` has them)."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def base_url(self) -> str | None: ...
+
+    @property
+    def api_key(self) -> str | None: ...
+
+    @property
+    def context_limit(self) -> int: ...
+
+    @property
+    def output_limit(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    """What ``server.providers.registry`` knows of a provider: its defaults, what must be
+    configured, and how to build it. Config, the service and the docs all read these."""
+
+    name: str  # the value of the ``provider`` setting
+    about: str  # one line for the docs
+    model: str  # the default model; "" when there is none and ``model`` must be set
+    context_limit: int  # default contextLimit, tokens
+    output_limit: int  # default outputLimit, tokens
+    requires: tuple[Literal["baseUrl", "model", "apiKey"], ...]  # settings that must be set
+    language_model: bool  # False: compaction summaries are written without a model
+    make: Callable[[ProviderConfig], Provider]  # may raise ProviderNotConfigured

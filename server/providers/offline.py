@@ -13,6 +13,8 @@ from server.providers.base import (
     ChatRequest,
     ChatResult,
     ProviderCancelled,
+    ProviderConfig,
+    ProviderEntry,
     ProviderInfo,
     StreamSink,
     Usage,
@@ -77,3 +79,23 @@ class OfflineProvider:
         output = _tokens(answer)
         usage = Usage(input=prompt_tokens, output=output, total=prompt_tokens + output)
         return ChatResult("stop", answer, usage=usage, model=self._info.model)
+
+
+def _make(config: ProviderConfig) -> OfflineProvider:
+    return OfflineProvider(
+        model=config.model or "offline",
+        context_limit=config.context_limit,
+        output_limit=config.output_limit,
+    )
+
+
+ENTRY = ProviderEntry(
+    name="offline",
+    about="the built-in deterministic provider (no network, not a language model)",
+    model="offline",
+    context_limit=8_000,
+    output_limit=1_000,
+    requires=(),
+    language_model=False,
+    make=_make,
+)

@@ -1,4 +1,4 @@
-"""The child process that runs one ``grep`` for :mod:`server.tools`.
+"""The child process that runs one ``grep`` for :mod:`server.tools.grep`.
 
 Why a child: Python's ``re`` backtracks without bound on patterns such as ``(a+)+$`` and
 holds the GIL while it does, so a grep in the server's own process would freeze every client
@@ -7,7 +7,7 @@ timeout or a cancel. The trap: this process must never outlive a parent that was
 itself, so it also limits its own CPU time and address space before it searches.
 
 Reads one JSON request on stdin ``{"root", "arguments", "cpu_s", "memory_bytes"}`` and writes
-one JSON :class:`~server.tools.ToolOutcome` on stdout (ASCII, so odd names survive the pipe).
+one JSON :class:`~server.tools.base.ToolOutcome` on stdout (ASCII, so odd names survive the pipe).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import resource
 import sys
 from pathlib import Path
 
-from server.tools import ToolOutcome, grep_here, outcome_json
+from server.tools import grep_here
+from server.tools.base import ToolOutcome
+from server.tools.grep import outcome_json
 
 
 def _limit(kind: int, value: int) -> None:
