@@ -49,6 +49,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import (
     CANCELLED,
     NO_PROGRESS,
@@ -73,7 +74,7 @@ from store.models import (
     ToolPart,
     ToolState,
 )
-from tests.support import ScriptedSummarizer, add_prompt, add_reply
+from tests.support import add_prompt, add_reply
 
 T = TypeVar("T")
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from server.rpc_client import RpcClient, RpcError
-from tests.fakes.openai_server import Cut, FakeOpenAI, HttpError
+from client.rpc_client import RpcClient, RpcError
+from fakeprovider.openai_server import Cut, FakeOpenAI, HttpError
 from tests.lsp_support import server_env
 from tests.soak.leaks import files_under, make_key, scan, scan_text
 from tests.soak.servers import ROOT, Outputs, kill, spawn, write_config

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.fakes.openai_server import FakeOpenAI, Reply, Stall
+from fakeprovider.openai_server import FakeOpenAI, Reply, Stall
 from tests.lsp_support import Session, start
 
 pytestmark = pytest.mark.asyncio

@@ -1,5 +1,5 @@
 """End to end with the ``openai`` provider: the real server as a subprocess, pointed at the
-loopback fake OpenAI server (tests/fakes/openai_server.py)."""
+loopback fake OpenAI server (fakeprovider/openai_server.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 import tests.support
+from fakeprovider.openai_server import FakeOpenAI, HttpError, Reply, Stall
 from server.errors import PROVIDER_ERROR, PROVIDER_NOT_CONFIGURED
 from store import Store
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply, Stall
 from tests.lsp_support import Session, start
 
 pytestmark = pytest.mark.asyncio

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from client.rpc_client import encode_frame, read_frame
+from fakeprovider.openai_server import FakeOpenAI, Stall
 from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.protocol import MAX_FRAME_BYTES
-from server.rpc_client import encode_frame, read_frame
 from store import Store
-from tests.fakes.openai_server import FakeOpenAI, Stall
 from tests.lsp_support import server_env
 
 

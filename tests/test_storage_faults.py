@@ -27,10 +27,10 @@ from typing import Any
 import apsw
 import pytest
 
+from client.rpc_client import RpcClient, RpcError
+from fakeprovider.openai_server import FakeOpenAI, Reply
 from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
-from server.rpc_client import RpcClient, RpcError
 from store.migrations import LATEST
-from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.soak.servers import Outputs, kill, spawn, write_config
 
 WAIT_S = 60.0  # an answer normally takes milliseconds; a locked write takes the busy timeout

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from server.rpc_client import RpcClient
+from client.rpc_client import RpcClient
 from tests.lsp_support import server_env
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the server runs as ``-m server.cli``

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from server.rpc_client import encode_frame, read_frame
-from tests.fakes.openai_server import FakeOpenAI
+from client.rpc_client import encode_frame, read_frame
+from fakeprovider.openai_server import FakeOpenAI
 from tests.lsp_support import server_env
 from tests.soak.actors import Follow, Registry, ServerSetup, Slot, SoakClient
 from tests.soak.harness import SoakConfig, run
