@@ -40,6 +40,8 @@ from server.errors import (
 )
 from tests.lsp_support import server_env
 
+pytestmark = pytest.mark.slow  # hypothesis drives a real server process
+
 ANSWER_WAIT_S = 60.0  # generous: answers normally take milliseconds
 # What random traffic may legitimately get. -32603 (a bug) and -31005 (storage) are not here.
 ALLOWED_CODES = frozenset(

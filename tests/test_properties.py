@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import apsw
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -75,6 +76,8 @@ from store.models import (
     ToolState,
 )
 from tests.support import add_prompt, add_reply
+
+pytestmark = pytest.mark.slow  # hypothesis: many examples, each on a fresh store
 
 T = TypeVar("T")
 

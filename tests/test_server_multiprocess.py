@@ -13,7 +13,7 @@ import pytest_asyncio
 from fakeprovider.openai_server import FakeOpenAI, Reply, Stall
 from tests.lsp_support import Session, start
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from store.migrations import LATEST
 from tests.soak.servers import Outputs, kill, spawn, write_config
 
+pytestmark = pytest.mark.slow  # real server processes under disk-full, locks and corruption
+
 WAIT_S = 60.0  # an answer normally takes milliseconds; a locked write takes the busy timeout
 BUSY_TIMEOUT_S = 5.0  # store.db.DEFAULT_BUSY_TIMEOUT_MS; there is no setting to shorten it
 
@@ -447,7 +449,6 @@ def locked_by_another_process(pid: int, db: Path) -> Iterator[None]:
         assert locker.wait(timeout=WAIT_S) == 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("fault", [file_size_limit, locked_by_another_process])
 def test_a_storage_fault_mid_answer_keeps_the_ids_and_closes_the_reply_as_failed_once_writes_work(
     place: Place, clients: list[RpcClient], fault: Callable[[int, Path], Any]

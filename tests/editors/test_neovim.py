@@ -24,6 +24,8 @@ import pytest
 
 from fakeprovider.openai_server import FakeOpenAI, HttpError, Reply, Stall
 
+pytestmark = pytest.mark.slow  # real Neovim processes driving real servers
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
 NVIM = BIN / "nvim"
