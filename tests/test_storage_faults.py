@@ -31,7 +31,8 @@ from client.rpc_client import RpcClient, RpcError
 from fakeprovider.openai_server import FakeOpenAI, Reply
 from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from store.migrations import LATEST
-from tests.soak.servers import Outputs, kill, spawn, write_config
+from tests.lsp_support import prompt_and_wait, write_config
+from tests.soak.servers import Outputs, kill, spawn
 
 pytestmark = pytest.mark.slow  # real server processes under disk-full, locks and corruption
 
@@ -124,10 +125,7 @@ def place_in(directory: Path, logs: Path) -> Place:
 
 
 def prompt(client: RpcClient, session_id: str, text: str) -> dict[str, Any]:
-    params = {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
-    result = client.request("session/prompt", params, timeout=WAIT_S)
-    assert isinstance(result, dict)
-    return result
+    return prompt_and_wait(client, session_id, text, WAIT_S)
 
 
 def populate(client: RpcClient) -> list[str]:

@@ -35,10 +35,10 @@ from typing import Any
 
 from client.rpc_client import RpcClosed, RpcError
 from fakeprovider.openai_server import FakeOpenAI
+from tests.lsp_support import write_config
 from tests.soak import invariants
 from tests.soak.actors import REQUEST_S, Registry, ServerSetup, Slot, SoakClient, wait_all
 from tests.soak.leaks import files_under, make_key, scan, scan_text
-from tests.soak.servers import write_config
 
 log = logging.getLogger(__name__)
 

@@ -109,19 +109,4 @@ def kill(client: RpcClient) -> None:
     client.close(timeout=5)
 
 
-def write_config(path: Path, lines: Mapping[str, object]) -> Path:
-    """A TOML config file of simple ``key = value`` lines."""
-    out = []
-    for key, value in lines.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int):
-            text = str(value)
-        else:
-            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        out.append(f"{key} = {text}")
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
-    return path
-
-
-__all__ = ["ROOT", "Outputs", "kill", "serve_argv", "spawn", "tee", "write_config"]
+__all__ = ["ROOT", "Outputs", "kill", "serve_argv", "spawn", "tee"]
