@@ -527,7 +527,7 @@ def sections(c: Comparison, plots: dict[str, str]) -> str:
 
 def provider_note() -> str:
     return fill(
-        "Both systems talk to the same fake provider (tests/fakes/openai_server.py in a "
+        "Both systems talk to the same fake provider (fakeprovider/openai_server.py in a "
         "process of its own, bench/fake_provider.py): loopback, OpenAI Chat Completions, "
         "streaming 4 characters per SSE event with no pauses unless a figure says otherwise, "
         "reporting the prompt tokens as the request's characters / 4. It counts every request "

@@ -1,6 +1,6 @@
 """The one fake provider every benchmark shares, in a process of its own, and its remote control.
 
-The fake is tests/fakes/openai_server.py (loopback, OpenAI Chat Completions, streaming). It runs
+The fake is fakeprovider/openai_server.py (loopback, OpenAI Chat Completions, streaming). It runs
 apart from the benchmark's client so that the fake's JSON encoding and the client's frame parsing
 do not take turns on one interpreter lock, which would make every process look slower than it
 is. Both systems under test talk to the same fake:
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from tests.fakes.openai_server import (
+from fakeprovider.openai_server import (
     DEFAULT_SUMMARY,
     SUMMARY_PREFIX,
     FakeOpenAI,

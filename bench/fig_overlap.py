@@ -31,7 +31,7 @@ from bench.fake_provider import FakeProvider
 from bench.history import History, from_opencode
 from bench.limits import TIGHT
 from bench.sessionlsp_peer import SessionlspServer
-from tests.fakes.openai_server import DEFAULT_SUMMARY
+from fakeprovider.openai_server import DEFAULT_SUMMARY
 
 CLIENTS = 4
 RUNS, QUICK_RUNS = 3, 1

@@ -2,7 +2,7 @@
 
 Everything runs as separate processes talking over pipes and loopback TCP, as in use: the
 ``sessionlsp serve`` process, the fake OpenAI provider (bench/fake_provider.py, its own process)
-and this process as the client (server/rpc_client.py). Baselines are measured in the same run:
+and this process as the client (client/rpc_client.py). Baselines are measured in the same run:
 
 * start-up: ``python -c pass`` (spawn to exit) and a minimal pygls 2 server with one ``echo``
   request (bench/echo_server.py), spawn to its ``initialize`` answer;
@@ -32,7 +32,7 @@ from typing import Any
 
 from bench.fake_provider import LONG_PREFIX, FakeProvider, long_text
 from bench.stats import Spread, spread
-from server.rpc_client import RpcClient
+from client.rpc_client import RpcClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT_WARMUP = 3
@@ -445,9 +445,9 @@ def describe(runs: Runs) -> str:
     """What the section measures and how, wrapped for the doc."""
     intro = (
         "Three processes, as in use: `sessionlsp serve` over stdio with LSP framing, the fake "
-        "OpenAI server of tests/fakes/openai_server.py in a process of its own "
+        "OpenAI server of fakeprovider/openai_server.py in a process of its own "
         "(bench/fake_provider.py, no pauses between chunks), and the benchmark as the client "
-        "(server/rpc_client.py). Times are `time.perf_counter()` in the client; notifications "
+        "(client/rpc_client.py). Times are `time.perf_counter()` in the client; notifications "
         "and answers are stamped on the client's reader thread as they are dispatched."
     )
     items = [

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.history import History, from_sessionlsp
 from bench.limits import Limits
-from server.rpc_client import RpcClient
+from client.rpc_client import RpcClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 120.0

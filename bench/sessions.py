@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionSettings
 from server.tokens import ModelLimits
 from store import Store
 from store.models import StepFinishPart, TextPart, TokenUsage
-from tests.support import ScriptedSummarizer
 
 BATCH = 2_000
 LIMITS = ModelLimits(context=128_000, output=16_000)

@@ -6,6 +6,10 @@
 * ``info [--db PATH]``: the database's schema version, integrity and contents.
 
 Only ``serve`` writes protocol bytes to stdout; logs always go to stderr or the log file.
+
+The command is the entry point for both the server and the terminal client, so this module is the
+one place in ``server/`` that imports :mod:`client` (for ``chat``); the client imports nothing
+from the server and reaches it only through the protocol.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import sys
 from importlib.metadata import version
 
-from server.chat import build_parser, run_chat
+from client.chat import build_parser, run_chat
 from server.config import ConfigError, default_config_path, load_config
 from server.logs import setup_logging
 from server.lsp_stdio import serve_stdio

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionSettings
 from server.tokens import ModelLimits
 from store import Store
-from tests.support import FakeClock, ScriptedSummarizer
+from tests.support import FakeClock
 
 # A small model so that tests reach the window with little text: usable = 16 000 - 4 000.
 LIMITS = ModelLimits(context=16_000, output=4_000)

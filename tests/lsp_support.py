@@ -1,4 +1,8 @@
-"""Driving real ``sessionlsp serve`` processes from tests through pytest-lsp.
+"""Driving real ``sessionlsp serve`` processes from tests, and what the server tests share.
+
+:func:`start` runs a server under pytest-lsp; the helpers below it (config files, environments,
+request params, reading answers back) are the one copy used by every test that talks to a real
+server, whether through pytest-lsp or :class:`client.rpc_client.RpcClient`.
 
 Notifications are collected by client features registered before the server starts, so nothing
 sent early is lost (``wait_for_notification`` only sees notifications that arrive after it is
@@ -20,6 +24,8 @@ from pygls.protocol import JsonRPCResponseMessage
 from pytest_lsp import ClientServerConfig, LanguageClient
 from pytest_lsp.client import register_lsp_features
 
+from client.rpc_client import RpcClient
+from fakeprovider.openai_server import FakeOpenAI
 from server.protocol import plain_converter
 
 WAIT_S = 20.0  # the longest a test waits for something that should happen at once
@@ -156,4 +162,69 @@ def _collect(client: LanguageClient, method: str, collected: Collected) -> None:
     client.feature(method)(on_notification)
 
 
-__all__ = ["WAIT_S", "Collected", "Session", "server_env", "start"]
+# --- shared by the server tests ---------------------------------------------------------------
+
+
+def write_config(path: Path, lines: Mapping[str, object]) -> Path:
+    """A TOML config file of simple ``key = value`` lines."""
+    out = []
+    for key, value in lines.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        else:
+            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        out.append(f"{key} = {text}")
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return path
+
+
+def env_for(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    """The environment that points a server's openai provider at ``fake``, plus ``extra``."""
+    return {"SESSIONLSP_BASE_URL": fake.base_url} | extra
+
+
+def prompt_params(session_id: str, text: str) -> dict[str, Any]:
+    """``session/prompt`` params for one text prompt."""
+    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """The text parts of a stored message (as ``session/load`` returns it), joined."""
+    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
+
+
+async def new_session(server: Session, title: str = "t", directory: str | None = None) -> str:
+    result = await server.request("session/new", {"title": title, "directory": directory})
+    return str(result["sessionId"])
+
+
+async def history(server: Session, sid: str) -> list[dict[str, Any]]:
+    loaded = await server.request("session/load", {"sessionId": sid})
+    return list(loaded["messages"])
+
+
+def prompt_and_wait(
+    client: RpcClient, session_id: str, text: str, timeout: float
+) -> dict[str, Any]:
+    """Send one text prompt over ``client`` and return its ``session/prompt`` result."""
+    result = client.request("session/prompt", prompt_params(session_id, text), timeout=timeout)
+    assert isinstance(result, dict)
+    return result
+
+
+__all__ = [
+    "WAIT_S",
+    "Collected",
+    "Session",
+    "env_for",
+    "history",
+    "new_session",
+    "prompt_and_wait",
+    "prompt_params",
+    "server_env",
+    "start",
+    "text_of",
+    "write_config",
+]

@@ -1,20 +1,13 @@
-"""Helpers shared by the tests: a scripted summarizer and conversation builders."""
+"""Helpers shared by the tests: summarizer failures and conversation builders."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from server.providers.base import CancelToken
 from server.summary import (
-    SummaryCancelled,
     SummaryFailed,
-    SummaryReply,
-    SummaryRequest,
     SummaryTooLarge,
 )
-from server.tokens import ModelLimits
 from store import Store, Tx
 from store.models import (
     Compaction,
@@ -30,41 +23,6 @@ from store.models import (
     ToolPart,
     ToolState,
 )
-
-
-@dataclass
-class ScriptedSummarizer:
-    """Streams a fixed summary in chunks; can be told to fail, block or be too large."""
-
-    text: str = "## Objective\nShip the feature.\n## Next Move\nRun the tests."
-    chunks: int = 4
-    limits: ModelLimits = field(default_factory=lambda: ModelLimits(context=100_000, output=8_000))
-    fail_with: Exception | None = None
-    before_chunk: Callable[[int], None] | None = None  # called before each chunk is streamed
-    requests: list[SummaryRequest] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
-
-    def summarize(
-        self, request: SummaryRequest, on_text: Callable[[str], None], cancel: CancelToken
-    ) -> SummaryReply:
-        with self.lock:
-            self.requests.append(request)
-        if self.fail_with is not None:
-            raise self.fail_with
-        size = max(1, len(self.text) // self.chunks)
-        pieces = [self.text[i : i + size] for i in range(0, len(self.text), size)]
-        for i, piece in enumerate(pieces):
-            if self.before_chunk is not None:
-                self.before_chunk(i)
-            if cancel.is_set():
-                raise SummaryCancelled()
-            on_text(piece)
-        return SummaryReply(self.text, TokenUsage(input=request.estimated_tokens, output=50))
-
 
 TOO_LARGE = SummaryTooLarge("context_length_exceeded")
 PROVIDER_DOWN = SummaryFailed("HTTP 503 from provider")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from server.chat import build_parser, run_chat
+from client.chat import build_parser, run_chat
 
 FAKE = str(Path(__file__).resolve().parent / "procs" / "fake_sidecar.py")
 

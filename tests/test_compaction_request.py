@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import (
     AUTO_DISABLED,
     AUTO_LOOP,
@@ -16,7 +17,7 @@ from server.compaction import (
 from store import NotFound, Store
 from store.models import CompactionPart
 from tests.conftest import LIMITS
-from tests.support import ScriptedSummarizer, add_prompt, add_reply, add_turn, new_session
+from tests.support import add_prompt, add_reply, add_turn, new_session
 
 
 def _markers(store: Store, session_id: str) -> list[str]:

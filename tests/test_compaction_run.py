@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import (
     AUTO_LOOP,
     CANCELLED,
@@ -25,7 +26,7 @@ from server.summary import SummaryFailed, SummaryTooLarge
 from store import RunnerId, Store
 from store.models import Compaction, Json, Message, TextPart
 from tests.conftest import LIMITS
-from tests.support import ScriptedSummarizer, add_prompt, add_turn, new_session
+from tests.support import add_prompt, add_turn, new_session
 
 
 class Crash(BaseException):

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionOutcome
 from store import RunnerId, Store
 from store.models import CompactionError
@@ -34,7 +35,7 @@ from tests.procs.compact_worker import (
     spawned,
     worker_settings,
 )
-from tests.support import ScriptedSummarizer, add_turn, new_session
+from tests.support import add_turn, new_session
 
 THREADS = 16
 PROCESSES = 4

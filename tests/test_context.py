@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionSettings
 from server.context import MARKER_TEXT, build_context, plan_tail, tail_budget
 from server.summary import SummaryTooLarge
@@ -15,7 +16,7 @@ from store import Store
 from store.db import StatementProfile
 from store.models import MessageWithParts, ReasoningPart, TextPart
 from tests.conftest import LIMITS
-from tests.support import ScriptedSummarizer, add_prompt, add_turn, new_session
+from tests.support import add_prompt, add_turn, new_session
 
 
 def _ids(store: Store, session_id: str, kind: str) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CONTINUATION_TEXT, CompactionEngine
 from server.context import build_context
 from server.crashpoints import ENV, POINTS
@@ -41,7 +42,7 @@ from tests.procs.compact_worker import (
     spawned,
     worker_settings,
 )
-from tests.support import ScriptedSummarizer, add_prompt, add_turn, new_session
+from tests.support import add_prompt, add_turn, new_session
 
 pytestmark = pytest.mark.slow
 

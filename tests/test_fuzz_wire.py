@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from client.rpc_client import FramingError, encode_frame, read_frame
 from server.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -37,8 +38,9 @@ from server.errors import (
     REQUEST_CANCELLED,
     UNKNOWN_SESSION,
 )
-from server.rpc_client import FramingError, encode_frame, read_frame
 from tests.lsp_support import server_env
+
+pytestmark = pytest.mark.slow  # hypothesis drives a real server process
 
 ANSWER_WAIT_S = 60.0  # generous: answers normally take milliseconds
 # What random traffic may legitimately get. -32603 (a bug) and -31005 (storage) are not here.

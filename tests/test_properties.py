@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import apsw
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -49,6 +50,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import (
     CANCELLED,
     NO_PROGRESS,
@@ -73,7 +75,9 @@ from store.models import (
     ToolPart,
     ToolState,
 )
-from tests.support import ScriptedSummarizer, add_prompt, add_reply
+from tests.support import add_prompt, add_reply
+
+pytestmark = pytest.mark.slow  # hypothesis: many examples, each on a fresh store
 
 T = TypeVar("T")
 

@@ -15,6 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from fakeprovider.openai_server import (
+    SUMMARY_PREFIX,
+    Cut,
+    FakeOpenAI,
+    HttpError,
+    Raw,
+    Reply,
+    Stall,
+)
 from server.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -30,15 +39,6 @@ from server.providers.base import (
     Usage,
 )
 from server.providers.openai import OpenAIProvider, OpenAISettings
-from tests.fakes.openai_server import (
-    SUMMARY_PREFIX,
-    Cut,
-    FakeOpenAI,
-    HttpError,
-    Raw,
-    Reply,
-    Stall,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-SECRET0123456789abcdef"
@@ -727,7 +727,7 @@ def test_fake_answers_summary_requests_with_a_summary_and_steps_can_wait_for_the
 
 def test_fake_runs_as_a_module_and_prints_its_base_url() -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--chunk-chars", "3"],
+        [sys.executable, "-m", "fakeprovider.openai_server", "--port", "0", "--chunk-chars", "3"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

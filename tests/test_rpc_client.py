@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.rpc_client import (
+from client.rpc_client import (
     FramingError,
     RpcClient,
     RpcClosed,

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from server.rpc_client import RpcClient, RpcError
-from tests.fakes.openai_server import Cut, FakeOpenAI, HttpError
-from tests.lsp_support import server_env
+from client.rpc_client import RpcClient, RpcError
+from fakeprovider.openai_server import Cut, FakeOpenAI, HttpError
+from tests.lsp_support import prompt_and_wait, server_env, write_config
 from tests.soak.leaks import files_under, make_key, scan, scan_text
-from tests.soak.servers import ROOT, Outputs, kill, spawn, write_config
+from tests.soak.servers import ROOT, Outputs, kill, spawn
 
 WAIT_S = 60.0
 
@@ -44,10 +44,7 @@ def echoing(status: int, message: str, **headers: str) -> HttpError:
 
 
 def prompt(client: RpcClient, session_id: str, text: str) -> dict[str, Any]:
-    params = {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
-    result = client.request("session/prompt", params, timeout=WAIT_S)
-    assert isinstance(result, dict)
-    return result
+    return prompt_and_wait(client, session_id, text, WAIT_S)
 
 
 def test_the_api_key_is_in_no_file_log_frame_or_error_after_every_kind_of_failure(

@@ -13,16 +13,21 @@ import pytest_asyncio
 from pygls.exceptions import JsonRpcException
 
 from server.errors import INVALID_PARAMS, METHOD_NOT_FOUND, UNKNOWN_SESSION
-from tests.lsp_support import Session, start
+from tests.lsp_support import (
+    Session,
+    new_session,
+    prompt_params,
+    start,
+    text_of,
+    write_config,
+)
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text("# empty: defaults, i.e. the offline provider\n")
-    return path
+    return write_config(tmp_path / "config.toml", {})  # empty: defaults, the offline provider
 
 
 @pytest_asyncio.fixture
@@ -30,19 +35,6 @@ async def server(tmp_path: Path, config_file: Path) -> AsyncIterator[Session]:
     s = await start(tmp_path / "sessions.db", config=config_file)
     yield s
     await s.close()
-
-
-async def new_session(server: Session, title: str = "t") -> str:
-    result = await server.request("session/new", {"title": title, "directory": None})
-    return str(result["sessionId"])
-
-
-def text_prompt(session_id: str, text: str) -> dict[str, Any]:
-    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
-
-
-def texts_of(message: dict[str, Any]) -> str:
-    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
 
 
 async def test_initialize_advertises_the_protocol_and_the_effective_config(
@@ -78,7 +70,7 @@ async def test_a_request_without_params_is_answered(server: Session) -> None:
 
 async def test_prompt_streams_deltas_and_stores_the_same_answer(server: Session) -> None:
     sid = await new_session(server)
-    result = await server.request("session/prompt", text_prompt(sid, "hello there"))
+    result = await server.request("session/prompt", prompt_params(sid, "hello there"))
     assert result["stopReason"] == "end_turn"
     reply_id = result["messageId"]
 
@@ -89,17 +81,17 @@ async def test_prompt_streams_deltas_and_stores_the_same_answer(server: Session)
     loaded = await server.request("session/load", {"sessionId": sid})
     messages = loaded["messages"]
     assert [m["info"]["role"] for m in messages] == ["user", "assistant"]
-    assert texts_of(messages[0]) == "hello there"
+    assert text_of(messages[0]) == "hello there"
     assert messages[1]["info"]["id"] == reply_id
     assert messages[1]["info"]["finish"] == "stop"
-    assert texts_of(messages[1]) == streamed
+    assert text_of(messages[1]) == streamed
     assert "hello there" in streamed
 
 
 async def test_sync_notifications_match_the_outbox_in_order_without_gaps(server: Session) -> None:
     sid = await new_session(server)
-    await server.request("session/prompt", text_prompt(sid, "one"))
-    await server.request("session/prompt", text_prompt(sid, "two"))
+    await server.request("session/prompt", prompt_params(sid, "one"))
+    await server.request("session/prompt", prompt_params(sid, "two"))
     outbox = await server.request("session/events", {"after": 0, "sessionId": sid})
     synced = [p["seq"] for p in server.collected.syncs(sid)]
     assert synced == [e["seq"] for e in outbox["events"]]
@@ -114,11 +106,11 @@ async def test_sync_notifications_match_the_outbox_in_order_without_gaps(server:
 async def test_prompts_sent_together_are_answered_in_order(server: Session) -> None:
     sid = await new_session(server)
     results = await asyncio.gather(
-        *(server.request("session/prompt", text_prompt(sid, f"prompt {i}")) for i in range(4))
+        *(server.request("session/prompt", prompt_params(sid, f"prompt {i}")) for i in range(4))
     )
     assert all(r["stopReason"] == "end_turn" for r in results)
     loaded = await server.request("session/load", {"sessionId": sid})
-    users = [texts_of(m) for m in loaded["messages"] if m["info"]["role"] == "user"]
+    users = [text_of(m) for m in loaded["messages"] if m["info"]["role"] == "user"]
     assert users == [f"prompt {i}" for i in range(4)]
     roles = [m["info"]["role"] for m in loaded["messages"]]
     assert roles == ["user", "assistant"] * 4  # each prompt answered before the next starts
@@ -127,7 +119,7 @@ async def test_prompts_sent_together_are_answered_in_order(server: Session) -> N
 async def test_manual_compact_reports_marker_summary_and_progress(server: Session) -> None:
     sid = await new_session(server)
     for i in range(3):
-        await server.request("session/prompt", text_prompt(sid, f"work on src/file{i}.py"))
+        await server.request("session/prompt", prompt_params(sid, f"work on src/file{i}.py"))
     result = await server.request("session/compact", {"sessionId": sid, "instructions": "be brief"})
     assert result["created"] is True
     assert result["status"] == "completed"
@@ -149,7 +141,7 @@ async def test_manual_compact_reports_marker_summary_and_progress(server: Sessio
     assert by_id[summary]["info"]["summary"] is True
     assert by_id[summary]["info"]["summaryKind"] == "extractive"  # the offline provider's
     assert by_id[summary]["info"]["parentId"] == marker
-    assert "## Objective" in texts_of(by_id[summary])
+    assert "## Objective" in text_of(by_id[summary])
     # the status the history cannot carry, as the last compaction.updated said it
     last_update = server.collected.syncs(sid, "compaction.updated")[-1]["data"]
     assert loaded["compactions"] == [last_update]
@@ -173,7 +165,7 @@ async def test_compacting_again_with_nothing_new_returns_the_same_compaction(
     server: Session,
 ) -> None:
     sid = await new_session(server)
-    await server.request("session/prompt", text_prompt(sid, "something"))
+    await server.request("session/prompt", prompt_params(sid, "something"))
     first = await server.request("session/compact", {"sessionId": sid})
     again = await server.request("session/compact", {"sessionId": sid})
     assert again["markerId"] == first["markerId"]
@@ -188,7 +180,7 @@ async def test_list_is_newest_first_and_filters_by_directory(server: Session) ->
     assert [s["id"] for s in listed["sessions"]] == [c["sessionId"], b["sessionId"], a["sessionId"]]
     only_a = await server.request("session/list", {"directory": "/w/a", "limit": 1})
     assert [s["id"] for s in only_a["sessions"]] == [c["sessionId"]]
-    await server.request("session/prompt", text_prompt(a["sessionId"], "activity"))
+    await server.request("session/prompt", prompt_params(a["sessionId"], "activity"))
     listed = await server.request("session/list", {})
     assert listed["sessions"][0]["id"] == a["sessionId"]  # newest activity first
     assert server.collected.syncs(a["sessionId"], "session.updated")
@@ -197,7 +189,7 @@ async def test_list_is_newest_first_and_filters_by_directory(server: Session) ->
 async def test_events_cursor_lets_a_client_resume(server: Session) -> None:
     sid = await new_session(server)
     loaded = await server.request("session/load", {"sessionId": sid})
-    await server.request("session/prompt", text_prompt(sid, "after the cursor"))
+    await server.request("session/prompt", prompt_params(sid, "after the cursor"))
     page = await server.request("session/events", {"after": loaded["seq"], "limit": 2})
     assert len(page["events"]) == 2
     rest = await server.request("session/events", {"after": page["seq"]})
@@ -217,7 +209,7 @@ async def test_deleted_session_is_announced_and_then_unknown(server: Session) ->
 
 async def test_unknown_session_is_a_stable_error(server: Session) -> None:
     for method in ("session/load", "session/context", "session/compact", "session/prompt"):
-        params = text_prompt("ses_nope", "x")
+        params = prompt_params("ses_nope", "x")
         with pytest.raises(JsonRpcException) as e:
             await server.request(method, params)
         assert e.value.code == UNKNOWN_SESSION, method
@@ -279,11 +271,11 @@ async def test_a_prompt_sent_right_after_a_cancel_is_answered_and_stored(server:
             cancelled = None
         else:
             cancelled = server.send("session/cancel", {"sessionId": sid})
-        result = await server.request("session/prompt", text_prompt(sid, f"prompt {i}"))
+        result = await server.request("session/prompt", prompt_params(sid, f"prompt {i}"))
         assert result["stopReason"] == "end_turn", i
         assert result["messageId"] is not None and result["userMessageId"] is not None
         if cancelled is not None:
             assert (await cancelled)["cancelled"] == 0
     loaded = await server.request("session/load", {"sessionId": sid})
-    prompts = [texts_of(m) for m in loaded["messages"] if m["info"]["kind"] == "prompt"]
+    prompts = [text_of(m) for m in loaded["messages"] if m["info"]["kind"] == "prompt"]
     assert prompts == [f"prompt {i}" for i in range(12)]

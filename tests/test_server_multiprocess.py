@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.fakes.openai_server import FakeOpenAI, Reply, Stall
-from tests.lsp_support import Session, start
+from fakeprovider.openai_server import FakeOpenAI, Reply, Stall
+from tests.lsp_support import Session, env_for, prompt_params, start, write_config
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -26,17 +25,8 @@ def fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text('provider = "openai"\nmodel = "fake-model"\ncontextLimit = 10000\n')
-    return path
-
-
-def env_for(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
-    return {"SESSIONLSP_BASE_URL": fake.base_url} | extra
-
-
-def prompt(session_id: str, text: str) -> dict[str, Any]:
-    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+    settings = {"provider": "openai", "model": "fake-model", "contextLimit": 10000}
+    return write_config(tmp_path / "config.toml", settings)
 
 
 @pytest_asyncio.fixture
@@ -58,7 +48,7 @@ async def test_changes_made_by_one_server_are_pushed_by_the_other(
     a, b = servers
     sid = (await a.request("session/new", {"title": "shared"}))["sessionId"]
     loaded = await b.request("session/load", {"sessionId": sid})
-    result = await a.request("session/prompt", prompt(sid, "written by A"))
+    result = await a.request("session/prompt", prompt_params(sid, "written by A"))
     reply_id = result["messageId"]
 
     def b_has_reply() -> bool:
@@ -88,7 +78,7 @@ async def test_twenty_concurrent_compacts_across_two_servers_make_one_marker_and
     a, b = servers
     sid = (await a.request("session/new", {"title": "race"}))["sessionId"]
     for i in range(3):
-        await a.request("session/prompt", prompt(sid, f"turn {i}"))
+        await a.request("session/prompt", prompt_params(sid, f"turn {i}"))
     calls = [
         (a if i % 2 == 0 else b).request("session/compact", {"sessionId": sid}) for i in range(20)
     ]
@@ -113,7 +103,7 @@ async def crash_mid_summary(
     )
     sid = str((await doomed.request("session/new", {"title": "crash"}))["sessionId"])
     for text in prompts:
-        await doomed.request("session/prompt", prompt(sid, text))
+        await doomed.request("session/prompt", prompt_params(sid, text))
     compact = asyncio.create_task(doomed.request("session/compact", {"sessionId": sid}))
     server_process = doomed.client._server
     assert server_process is not None
@@ -147,7 +137,7 @@ async def test_a_server_killed_mid_summary_is_finished_by_a_fresh_one(
         assert result["status"] == "completed"
         assert fake.summary_requests == 2
 
-        answer = await fresh.request("session/prompt", prompt(sid, "carry on"))
+        answer = await fresh.request("session/prompt", prompt_params(sid, "carry on"))
         assert answer["stopReason"] == "end_turn"
         messages = (await fresh.request("session/load", {"sessionId": sid}))["messages"]
         assert sum(1 for m in messages if m["info"]["kind"] == "marker") == 1
@@ -165,7 +155,7 @@ async def test_a_prompt_after_a_crash_finishes_the_compaction_before_answering(
 
     fresh = await start(db, config=config_file, env=env_for(fake))
     try:
-        answer = await fresh.request("session/prompt", prompt(sid, "next"))
+        answer = await fresh.request("session/prompt", prompt_params(sid, "next"))
         assert answer["stopReason"] == "end_turn"
         updates = [p["data"] for p in fresh.collected.syncs(sid, "compaction.updated")]
         assert updates[-1]["status"] == "completed"
@@ -186,7 +176,7 @@ async def test_a_streaming_answer_reaches_the_other_server_as_appended_text(
     await b.request("session/load", {"sessionId": sid})
     text = "".join(f"word{i} " for i in range(120))  # 75 chunks, 20 ms apart: ~1.5 s
     fake.push(Reply(text), when="chat")
-    result = await a.request("session/prompt", prompt(sid, "stream it"))
+    result = await a.request("session/prompt", prompt_params(sid, "stream it"))
     reply_id = result["messageId"]
 
     def finished() -> bool:
@@ -226,12 +216,12 @@ async def test_cancel_sent_to_one_server_stops_the_turn_another_server_runs(
     sid = (await a.request("session/new", {"title": "two editors"}))["sessionId"]
     await b.request("session/load", {"sessionId": sid})
     fake.push(Stall(after_chunks=2, text="a long answer that stalls"), when="chat")
-    turn = asyncio.create_task(a.request("session/prompt", prompt(sid, "go")))
+    turn = asyncio.create_task(a.request("session/prompt", prompt_params(sid, "go")))
     await a.wait_until(lambda: len(a.collected.of("session/delta")) >= 2)
 
     assert await b.request("session/cancel", {"sessionId": sid}) == {"cancelled": 0}
     result = await asyncio.wait_for(turn, 20)  # A stops: B's request reached it
     assert result["stopReason"] == "cancelled"
     assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)
-    again = await a.request("session/prompt", prompt(sid, "after the cancel"))
+    again = await a.request("session/prompt", prompt_params(sid, "after the cancel"))
     assert again["stopReason"] == "end_turn"  # later prompts are not cancelled

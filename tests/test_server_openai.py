@@ -1,5 +1,5 @@
 """End to end with the ``openai`` provider: the real server as a subprocess, pointed at the
-loopback fake OpenAI server (tests/fakes/openai_server.py)."""
+loopback fake OpenAI server (fakeprovider/openai_server.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,19 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 import tests.support
+from fakeprovider.openai_server import FakeOpenAI, HttpError, Raw, Reply, Stall
 from server.errors import PROVIDER_ERROR, PROVIDER_NOT_CONFIGURED
 from store import Store
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Raw, Reply, Stall
-from tests.lsp_support import Session, start
+from tests.lsp_support import (
+    Session,
+    env_for,
+    history,
+    new_session,
+    prompt_params,
+    start,
+    text_of,
+    write_config,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,43 +46,20 @@ def fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text('provider = "openai"\nmodel = "fake-model"\n')
-    return path
+    return write_config(tmp_path / "config.toml", {"provider": "openai", "model": "fake-model"})
 
 
-def env_for(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
-    return {
-        "SESSIONLSP_BASE_URL": fake.base_url,
-        "SESSIONLSP_API_KEY": API_KEY,
-        "SESSIONLSP_CONTEXT_LIMIT": str(CONTEXT),
-        "SESSIONLSP_OUTPUT_LIMIT": str(OUTPUT),
-    } | extra
+def openai_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    """The fake's URL, the API key and this module's model limits, plus ``extra``."""
+    limits = {"SESSIONLSP_CONTEXT_LIMIT": str(CONTEXT), "SESSIONLSP_OUTPUT_LIMIT": str(OUTPUT)}
+    return env_for(fake, SESSIONLSP_API_KEY=API_KEY, **limits, **extra)
 
 
 @pytest_asyncio.fixture
 async def server(tmp_path: Path, config_file: Path, fake: FakeOpenAI) -> AsyncIterator[Session]:
-    s = await start(tmp_path / "sessions.db", config=config_file, env=env_for(fake))
+    s = await start(tmp_path / "sessions.db", config=config_file, env=openai_env(fake))
     yield s
     await s.close()
-
-
-async def new_session(server: Session, directory: str | None = None) -> str:
-    result = await server.request("session/new", {"title": "t", "directory": directory})
-    return str(result["sessionId"])
-
-
-def prompt(session_id: str, text: str) -> dict[str, Any]:
-    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
-
-
-def text_of(message: dict[str, Any]) -> str:
-    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
-
-
-async def history(server: Session, sid: str) -> list[dict[str, Any]]:
-    loaded = await server.request("session/load", {"sessionId": sid})
-    return list(loaded["messages"])
 
 
 async def test_answer_streams_from_the_provider_with_its_usage(
@@ -81,7 +67,7 @@ async def test_answer_streams_from_the_provider_with_its_usage(
 ) -> None:
     fake.push(Reply("Hello from the fake model", prompt_tokens=123, completion_tokens=7))
     sid = await new_session(server)
-    result = await server.request("session/prompt", prompt(sid, "hi"))
+    result = await server.request("session/prompt", prompt_params(sid, "hi"))
     assert result["stopReason"] == "end_turn"
     reply = (await history(server, sid))[-1]
     assert text_of(reply) == "Hello from the fake model"
@@ -101,7 +87,9 @@ async def test_reasoning_is_stored_before_the_answer_it_leads_to(
 ) -> None:
     fake.push(Reply("The answer.", reasoning="First I think it over."))
     sid = await new_session(server)
-    assert (await server.request("session/prompt", prompt(sid, "why?")))["stopReason"] == "end_turn"
+    assert (await server.request("session/prompt", prompt_params(sid, "why?")))[
+        "stopReason"
+    ] == "end_turn"
 
     reply = (await history(server, sid))[-1]
     kinds = [p["type"] for p in reply["parts"] if p["type"] in ("reasoning", "text")]
@@ -113,9 +101,11 @@ async def test_automatic_compaction_is_reached_through_reported_usage(
     server: Session, fake: FakeOpenAI
 ) -> None:
     sid = await new_session(server)
-    await server.request("session/prompt", prompt(sid, "first, small"))
+    await server.request("session/prompt", prompt_params(sid, "first, small"))
     fake.push(Reply("a long answer", prompt_tokens=9_500, completion_tokens=20), when="chat")
-    result = await server.request("session/prompt", prompt(sid, "second, reaches the window"))
+    result = await server.request(
+        "session/prompt", prompt_params(sid, "second, reaches the window")
+    )
     assert result["stopReason"] == "end_turn"
     assert fake.summary_requests == 1
 
@@ -130,7 +120,7 @@ async def test_automatic_compaction_is_reached_through_reported_usage(
     assert context["markerId"] == updates[-1]["markerId"]
     assert context["tokens"] < context["usable"]
 
-    await server.request("session/prompt", prompt(sid, "third"))
+    await server.request("session/prompt", prompt_params(sid, "third"))
     sent = fake.last_request.body["messages"]
     assert any("Carry on with the work" in str(m.get("content")) for m in sent)  # the summary
     assert fake.summary_requests == 1  # no second compaction
@@ -140,7 +130,7 @@ async def test_overflow_compaction_replays_the_prompt_that_was_too_long(
     server: Session, fake: FakeOpenAI
 ) -> None:
     sid = await new_session(server)
-    await server.request("session/prompt", prompt(sid, "some history first"))
+    await server.request("session/prompt", prompt_params(sid, "some history first"))
     overflow = {
         "error": {
             "message": "This model's maximum context length is 8192 tokens.",
@@ -148,7 +138,7 @@ async def test_overflow_compaction_replays_the_prompt_that_was_too_long(
         }
     }
     fake.push(HttpError(400, body=overflow), when="chat")
-    result = await server.request("session/prompt", prompt(sid, "the long request"))
+    result = await server.request("session/prompt", prompt_params(sid, "the long request"))
     assert result["stopReason"] == "end_turn"
     assert fake.summary_requests == 1
 
@@ -169,7 +159,7 @@ async def test_cancel_while_streaming_stops_the_turn_and_keeps_what_streamed(
 ) -> None:
     sid = await new_session(server)
     fake.push(Stall(after_chunks=3, text="partial answer that never ends"), when="chat")
-    turn = asyncio.create_task(server.request("session/prompt", prompt(sid, "go")))
+    turn = asyncio.create_task(server.request("session/prompt", prompt_params(sid, "go")))
     await server.wait_until(lambda: len(server.collected.of("session/delta")) >= 3)
     server.notify("session/cancel", {"sessionId": sid})
     result = await asyncio.wait_for(turn, 20)
@@ -181,7 +171,7 @@ async def test_cancel_while_streaming_stops_the_turn_and_keeps_what_streamed(
     streamed = "".join(d["delta"] for d in server.collected.of("session/delta"))
     assert text_of(reply) == streamed and streamed.startswith("partial")
     # the session is usable afterwards
-    assert (await server.request("session/prompt", prompt(sid, "again")))[
+    assert (await server.request("session/prompt", prompt_params(sid, "again")))[
         "stopReason"
     ] == "end_turn"
 
@@ -190,8 +180,8 @@ async def test_cancel_during_compaction_fails_it_and_leaves_history_intact(
     server: Session, fake: FakeOpenAI
 ) -> None:
     sid = await new_session(server)
-    await server.request("session/prompt", prompt(sid, "one"))
-    await server.request("session/prompt", prompt(sid, "two"))
+    await server.request("session/prompt", prompt_params(sid, "one"))
+    await server.request("session/prompt", prompt_params(sid, "two"))
     before = await history(server, sid)
     fake.push(Stall(after_chunks=1, text="## Objective\n"), when="summary")
     compact = asyncio.create_task(server.request("session/compact", {"sessionId": sid}))
@@ -202,7 +192,7 @@ async def test_cancel_during_compaction_fails_it_and_leaves_history_intact(
     assert result["error"]["code"] == "cancelled"
     after = await history(server, sid)
     assert after[: len(before)] == before
-    assert (await server.request("session/prompt", prompt(sid, "three")))[
+    assert (await server.request("session/prompt", prompt_params(sid, "three")))[
         "stopReason"
     ] == "end_turn"
 
@@ -212,7 +202,7 @@ async def test_provider_error_ends_the_turn_with_a_stable_code(
 ) -> None:
     fake.push(HttpError(401, body={"error": {"message": "bad key"}}, echo_auth=True), when="chat")
     sid = await new_session(server)
-    result = await server.request("session/prompt", prompt(sid, "hi"))
+    result = await server.request("session/prompt", prompt_params(sid, "hi"))
     assert result["stopReason"] == "error"
     error = result["error"]
     assert error["code"] == PROVIDER_ERROR
@@ -228,7 +218,7 @@ async def test_rate_limit_retry_is_announced_then_answered(
 ) -> None:
     fake.push(HttpError(429, headers={"Retry-After": "0"}), when="chat")
     sid = await new_session(server)
-    result = await server.request("session/prompt", prompt(sid, "hi"))
+    result = await server.request("session/prompt", prompt_params(sid, "hi"))
     assert result["stopReason"] == "end_turn"
     retries = [s for s in server.collected.of("session/status") if s["status"] == "retry"]
     assert retries and retries[0]["attempt"] == 1 and "nextRetryAt" in retries[0]
@@ -246,7 +236,7 @@ async def test_tool_calls_run_in_the_session_directory_and_feed_the_next_step(
     )
     fake.push(Reply("It says 42."), when="chat")
     sid = await new_session(server, directory=str(work))
-    result = await server.request("session/prompt", prompt(sid, "what do the notes say?"))
+    result = await server.request("session/prompt", prompt_params(sid, "what do the notes say?"))
     assert result["stopReason"] == "end_turn"
 
     messages = await history(server, sid)
@@ -274,7 +264,7 @@ async def test_list_files_and_grep_over_a_file_name_that_is_not_utf8_end_the_tur
     fake.push(Reply(tool_calls=[("call_2", "grep", '{"pattern": "answer"}')]), when="chat")
     fake.push(Reply("There is one file."), when="chat")
     sid = await new_session(server, directory=str(work))
-    result = await server.request("session/prompt", prompt(sid, "what is here?"))
+    result = await server.request("session/prompt", prompt_params(sid, "what is here?"))
     assert result["stopReason"] == "end_turn"
     assert result["messageId"] and result["userMessageId"]
 
@@ -316,7 +306,7 @@ async def test_an_emoji_sent_as_surrogate_halves_in_two_chunks_is_stored_and_str
 ) -> None:
     fake.push(sse_text("\ud83d", "\ude00 done"), when="chat")
     sid = await new_session(server)
-    result = await server.request("session/prompt", prompt(sid, "smile"))
+    result = await server.request("session/prompt", prompt_params(sid, "smile"))
     assert result["stopReason"] == "end_turn"
 
     reply = (await history(server, sid))[-1]
@@ -330,7 +320,7 @@ async def test_a_surrogate_half_left_at_the_end_of_the_stream_ends_as_a_replacem
 ) -> None:
     fake.push(sse_text("almost ", "\ud83d"), when="chat")
     sid = await new_session(server)
-    result = await server.request("session/prompt", prompt(sid, "smile"))
+    result = await server.request("session/prompt", prompt_params(sid, "smile"))
     assert result["stopReason"] == "end_turn"
 
     reply = (await history(server, sid))[-1]
@@ -346,7 +336,7 @@ async def test_unconfigured_provider_refuses_prompts_but_serves_the_rest(
     try:
         sid = await new_session(s)
         with pytest.raises(JsonRpcException) as e:
-            await s.request("session/prompt", prompt(sid, "hi"))
+            await s.request("session/prompt", prompt_params(sid, "hi"))
         assert e.value.code == PROVIDER_NOT_CONFIGURED
         assert "baseUrl" in e.value.message
         assert (await s.request("session/load", {"sessionId": sid}))["messages"] == []
@@ -358,15 +348,15 @@ async def test_api_key_reaches_no_log_database_or_client_even_at_debug_level(
     tmp_path: Path, config_file: Path, fake: FakeOpenAI
 ) -> None:
     log = tmp_path / "server.log"
-    env = env_for(fake, SESSIONLSP_LOG_FILE=str(log), SESSIONLSP_LOG_LEVEL="debug")
+    env = openai_env(fake, SESSIONLSP_LOG_FILE=str(log), SESSIONLSP_LOG_LEVEL="debug")
     s = await start(tmp_path / "db.sqlite", config=config_file, env=env)
     sid = await new_session(s)
     fake.push(HttpError(500, body={"error": {"message": "boom"}}, echo_auth=True), when="chat")
     fake.push(HttpError(401, body={"error": {"message": "denied"}}, echo_auth=True), when="chat")
-    result = await s.request("session/prompt", prompt(sid, "hi"))
+    result = await s.request("session/prompt", prompt_params(sid, "hi"))
     assert result["stopReason"] == "error"
     fake.push(HttpError(401, body={"error": {"message": "denied"}}, echo_auth=True))
-    await s.request("session/prompt", prompt(sid, "again"))
+    await s.request("session/prompt", prompt_params(sid, "again"))
     compacted = await s.request("session/compact", {"sessionId": sid})  # extractive fallback
     assert compacted["status"] == "completed"
     await s.close()
@@ -386,14 +376,14 @@ async def test_cancel_request_on_a_prompt_stops_the_turn_and_the_session_goes_on
     sid = await new_session(server)
     fake.push(Stall(after_chunks=2, text="never finishes"), when="chat")
     protocol: Any = server.client.protocol
-    pending = protocol.send_request("session/prompt", prompt(sid, "go"), msg_id="turn-1")
+    pending = protocol.send_request("session/prompt", prompt_params(sid, "go"), msg_id="turn-1")
     await server.wait_until(lambda: len(server.collected.of("session/delta")) >= 2)
     server.notify("$/cancelRequest", types.CancelParams(id="turn-1"))
     with pytest.raises(JsonRpcException) as e:
         await asyncio.wait_for(asyncio.wrap_future(pending), 20)
     assert e.value.code == -32800
     assert await asyncio.to_thread(fake.wait_for_disconnects, 1, 10)  # the stream was closed
-    after = await server.request("session/prompt", prompt(sid, "still answering?"))
+    after = await server.request("session/prompt", prompt_params(sid, "still answering?"))
     assert after["stopReason"] == "end_turn"
 
 
@@ -402,7 +392,7 @@ async def test_text_shown_before_a_stall_is_stored_while_the_stream_is_silent(
 ) -> None:
     sid = await new_session(server)
     fake.push(Stall(after_chunks=3, text="shown then silence"), when="chat")
-    turn = asyncio.create_task(server.request("session/prompt", prompt(sid, "go")))
+    turn = asyncio.create_task(server.request("session/prompt", prompt_params(sid, "go")))
     await server.wait_until(lambda: len(server.collected.of("session/delta")) >= 3)
     shown = "".join(d["delta"] for d in server.collected.of("session/delta"))
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from client.rpc_client import encode_frame, read_frame
+from fakeprovider.openai_server import FakeOpenAI, Stall
 from server.errors import INVALID_REQUEST, PARSE_ERROR, SERVER_NOT_INITIALIZED, STORAGE_ERROR
 from server.lsp_stdio import MAX_FRAME_BYTES
-from server.rpc_client import encode_frame, read_frame
 from store import Store
-from tests.fakes.openai_server import FakeOpenAI, Stall
-from tests.lsp_support import server_env
+from tests.lsp_support import prompt_params, server_env
 
 
 class Raw:
@@ -267,16 +267,12 @@ def stalling(tmp_path: Path) -> Iterator[tuple[Raw, FakeOpenAI, str]]:
                 raw.proc.wait()
 
 
-def _prompt(sid: str, text: str) -> dict[str, Any]:
-    return {"sessionId": sid, "prompt": [{"type": "text", "text": text}]}
-
-
 def test_shutdown_during_a_turn_answers_the_prompts_with_their_ids(
     stalling: tuple[Raw, FakeOpenAI, str],
 ) -> None:
     raw, _, sid = stalling
-    running = raw.send_request("session/prompt", _prompt(sid, "first"))
-    queued = raw.send_request("session/prompt", _prompt(sid, "second"))
+    running = raw.send_request("session/prompt", prompt_params(sid, "first"))
+    queued = raw.send_request("session/prompt", prompt_params(sid, "second"))
     raw.wait_for_notification("session/delta")
     shutdown = raw.send_request("shutdown")
     answers = raw.answers({running, queued, shutdown})
@@ -303,7 +299,7 @@ def test_exit_without_shutdown_during_a_turn_ends_at_once_with_a_short_log(
     stalling: tuple[Raw, FakeOpenAI, str], tmp_path: Path
 ) -> None:
     raw, _, sid = stalling
-    raw.send_request("session/prompt", _prompt(sid, "first"))
+    raw.send_request("session/prompt", prompt_params(sid, "first"))
     raw.wait_for_notification("session/delta")
     raw.send(encode_frame({"jsonrpc": "2.0", "method": "exit"}))
     assert raw.proc.wait(timeout=20) == 1  # LSP: exit without shutdown is code 1

@@ -27,11 +27,14 @@ from typing import Any
 import apsw
 import pytest
 
+from client.rpc_client import RpcClient, RpcError
+from fakeprovider.openai_server import FakeOpenAI, Reply
 from server.errors import SERVER_NOT_INITIALIZED, STORAGE_ERROR
-from server.rpc_client import RpcClient, RpcError
 from store.migrations import LATEST
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.soak.servers import Outputs, kill, spawn, write_config
+from tests.lsp_support import prompt_and_wait, write_config
+from tests.soak.servers import Outputs, kill, spawn
+
+pytestmark = pytest.mark.slow  # real server processes under disk-full, locks and corruption
 
 WAIT_S = 60.0  # an answer normally takes milliseconds; a locked write takes the busy timeout
 BUSY_TIMEOUT_S = 5.0  # store.db.DEFAULT_BUSY_TIMEOUT_MS; there is no setting to shorten it
@@ -122,10 +125,7 @@ def place_in(directory: Path, logs: Path) -> Place:
 
 
 def prompt(client: RpcClient, session_id: str, text: str) -> dict[str, Any]:
-    params = {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
-    result = client.request("session/prompt", params, timeout=WAIT_S)
-    assert isinstance(result, dict)
-    return result
+    return prompt_and_wait(client, session_id, text, WAIT_S)
 
 
 def populate(client: RpcClient) -> list[str]:
@@ -447,7 +447,6 @@ def locked_by_another_process(pid: int, db: Path) -> Iterator[None]:
         assert locker.wait(timeout=WAIT_S) == 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("fault", [file_size_limit, locked_by_another_process])
 def test_a_storage_fault_mid_answer_keeps_the_ids_and_closes_the_reply_as_failed_once_writes_work(
     place: Place, clients: list[RpcClient], fault: Callable[[int, Path], Any]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionSettings
 from store import Store
 from tests.conftest import LIMITS
-from tests.support import ScriptedSummarizer, add_turn, new_session
+from tests.support import add_turn, new_session
 
 
 def _recovery_steps(tmp_path: Path, turns: int) -> tuple[int, list[str]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionSettings
 from server.loop import LoopSettings, PromptInput, PromptRunner, SessionStatus
 from server.providers.base import (
@@ -19,7 +20,7 @@ from server.providers.base import (
 from server.tokens import ModelLimits
 from store import Store
 from store.models import TextPart
-from tests.support import ScriptedSummarizer, new_session
+from tests.support import new_session
 
 LIMITS = ModelLimits(context=8_000, output=1_000)
 TURN_TIMEOUT_S = 20.0

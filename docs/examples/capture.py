@@ -1,7 +1,7 @@
 """Capture real sessionlsp traffic for docs/protocol.md.
 
 Runs ``sessionlsp serve`` (the offline provider, and the openai provider pointed at the loopback
-fake in tests/fakes/openai_server.py) through server/rpc_client.py and records every frame in
+fake in fakeprovider/openai_server.py) through client/rpc_client.py and records every frame in
 both directions, in the order the client wrote or read it. Each scenario is written to
 ``<out>/<name>.txt``, one message per line:
 
@@ -33,11 +33,11 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from client.rpc_client import RpcClient, RpcError  # noqa: E402
+from fakeprovider.openai_server import FakeOpenAI, HttpError, Reply, Stall  # noqa: E402
 from server.lsp_stdio import MAX_FRAME_BYTES  # noqa: E402
-from server.rpc_client import RpcClient, RpcError  # noqa: E402
 from store import Store  # noqa: E402
 from store.models import FilePart, TextPart  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply, Stall  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 

@@ -23,7 +23,9 @@ from typing import Any
 import pynvim  # type: ignore[import-untyped]
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply, Stall
+from fakeprovider.openai_server import FakeOpenAI, HttpError, Reply, Stall
+
+pytestmark = pytest.mark.slow  # real Neovim processes driving real servers
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"

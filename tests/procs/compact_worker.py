@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionOutcome, CompactionSettings
 from server.crashpoints import ENV as CRASH_ENV
 from server.summary import Summarizer
 from server.tokens import ModelLimits
 from store import Store
-from tests.support import ScriptedSummarizer
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = "tests.procs.compact_worker"

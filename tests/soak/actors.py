@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.rpc_client import RpcClient, RpcClosed, RpcError
+from fakeprovider.openai_server import Cut, FakeOpenAI, HttpError, Reply, Stall, is_summary_request
 from server.errors import REQUEST_CANCELLED
-from server.rpc_client import RpcClient, RpcClosed, RpcError
-from tests.fakes.openai_server import Cut, FakeOpenAI, HttpError, Reply, Stall, is_summary_request
 from tests.soak.servers import Outputs, spawn
 
 log = logging.getLogger(__name__)

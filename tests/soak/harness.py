@@ -2,7 +2,7 @@
 
 Phases:
 
-1. Two servers (openai provider against the loopback fake in tests/fakes/openai_server.py, a
+1. Two servers (openai provider against the loopback fake in fakeprovider/openai_server.py, a
    small context window so that automatic compactions happen, debug logs to files, a
    distinctive API key) share one database; eight clients run random operations.
 2. Every ``kill_every`` seconds one server is SIGKILLed and at once restarted; its clients
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.rpc_client import RpcClosed, RpcError
-from tests.fakes.openai_server import FakeOpenAI
+from client.rpc_client import RpcClosed, RpcError
+from fakeprovider.openai_server import FakeOpenAI
+from tests.lsp_support import write_config
 from tests.soak import invariants
 from tests.soak.actors import REQUEST_S, Registry, ServerSetup, Slot, SoakClient, wait_all
 from tests.soak.leaks import files_under, make_key, scan, scan_text
-from tests.soak.servers import write_config
 
 log = logging.getLogger(__name__)
 

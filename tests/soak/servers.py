@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from server.rpc_client import RpcClient
+from client.rpc_client import RpcClient
 from tests.lsp_support import server_env
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the server runs as ``-m server.cli``
@@ -109,19 +109,4 @@ def kill(client: RpcClient) -> None:
     client.close(timeout=5)
 
 
-def write_config(path: Path, lines: Mapping[str, object]) -> Path:
-    """A TOML config file of simple ``key = value`` lines."""
-    out = []
-    for key, value in lines.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int):
-            text = str(value)
-        else:
-            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        out.append(f"{key} = {text}")
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
-    return path
-
-
-__all__ = ["ROOT", "Outputs", "kill", "serve_argv", "spawn", "tee", "write_config"]
+__all__ = ["ROOT", "Outputs", "kill", "serve_argv", "spawn", "tee"]

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from server.rpc_client import encode_frame, read_frame
-from tests.fakes.openai_server import FakeOpenAI
-from tests.lsp_support import server_env
+from client.rpc_client import encode_frame, read_frame
+from fakeprovider.openai_server import FakeOpenAI
+from tests.lsp_support import server_env, write_config
 from tests.soak.actors import Follow, Registry, ServerSetup, Slot, SoakClient
 from tests.soak.harness import SoakConfig, run
 from tests.soak.invariants import logged_errors
 from tests.soak.leaks import files_under, make_key, scan
-from tests.soak.servers import ROOT, serve_argv, write_config
+from tests.soak.servers import ROOT, serve_argv
 
 pytestmark = pytest.mark.slow
 

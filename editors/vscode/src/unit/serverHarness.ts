@@ -164,10 +164,10 @@ export interface FakeOpenAI {
   stop(): Promise<void>;
 }
 
-/** Start tests/fakes/openai_server.py as a module; its first stdout line is the base URL. */
+/** Start fakeprovider/openai_server.py as a module; its first stdout line is the base URL. */
 export async function startFakeOpenAI(args: string[]): Promise<FakeOpenAI> {
   const python = path.join(REPO_ROOT, ".venv", "bin", "python");
-  const child = spawn(python, ["-m", "tests.fakes.openai_server", "--port", "0", ...args], {
+  const child = spawn(python, ["-m", "fakeprovider.openai_server", "--port", "0", ...args], {
     cwd: REPO_ROOT,
     stdio: ["ignore", "pipe", "pipe"],
   });

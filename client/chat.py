@@ -1,7 +1,7 @@
 """``sessionlsp chat``: a terminal client that drives ``sessionlsp serve`` over its protocol.
 
 It starts the server as a child process and talks to it only through JSON-RPC (see
-:mod:`server.rpc_client`): one message as an argument is a one-shot turn, no message is a REPL.
+:mod:`client.rpc_client`): one message as an argument is a one-shot turn, no message is a REPL.
 The answer streams to stdout as ``session/delta`` notifications arrive; everything else
 (session ids, compaction and tool notes, errors) goes to stderr, so stdout holds only the
 assistant's text.
@@ -28,7 +28,7 @@ from enum import Enum
 from types import FrameType
 from typing import Any, TextIO
 
-from server.rpc_client import RpcClient, RpcClosed, RpcError
+from client.rpc_client import RpcClient, RpcClosed, RpcError
 
 logger = logging.getLogger(__name__)
 

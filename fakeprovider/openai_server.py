@@ -17,7 +17,7 @@ default reply: ``"Echo: "`` plus the first 200 characters of the last user messa
 request took to answer, :attr:`FakeOpenAI.stalls` how many :class:`Stall` steps have sent their
 chunks and gone silent.
 
-Runnable on its own: ``python -m tests.fakes.openai_server --port 0 --delay-ms 0
+Runnable on its own: ``python -m fakeprovider.openai_server --port 0 --delay-ms 0
 --chunk-chars 4`` prints its base URL on the first line of stdout and serves until
 interrupted (SIGINT or SIGTERM).
 """
