@@ -21,9 +21,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, InvalidStateError
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -43,6 +42,7 @@ from server.errors import (
     PROVIDER_ERROR,
     STORAGE_ERROR,
 )
+from server.ownership import Ownership, Wait, tick
 from server.prompting import chat_request
 from server.providers.base import (
     ChatResult,
@@ -147,12 +147,14 @@ class PromptRunner:
     def __init__(
         self,
         store: Store,
+        ownership: Ownership,
         engine: CompactionEngine,
         provider: Provider,
         settings: LoopSettings,
         listener: LoopListener,
     ) -> None:
         self.store = store
+        self.ownership = ownership
         self.engine = engine
         self.provider = provider
         self.settings = settings
@@ -294,38 +296,24 @@ class PromptRunner:
     def _run_job(self, session_id: str, job: _Job) -> TurnOutcome:
         if job.cancel.is_set():
             return TurnOutcome("cancelled", None, None)
-        lock = self.engine.session_lock(session_id)
-        while not lock.acquire(timeout=self.settings.lease_wait_s):
-            if job.cancel.is_set():
-                return TurnOutcome("cancelled", None, None)
-        try:
-            if not self._take_lease(session_id, job.cancel):
-                return TurnOutcome("cancelled", None, None)
-            faulted = True  # until the turn returns: then the lease is released here
-            try:
-                lost = threading.Event()
-                with self.engine.keep_lease(session_id, lost):
-                    turn = _Turn(self, session_id, job, lost)
-                    outcome = turn.run()
-                faulted = turn.storage_fault
-                return outcome
-            finally:
-                if faulted:
-                    self._settle_later(session_id)
-                else:
-                    self._release(session_id)
-        finally:
-            lock.release()
 
-    def _release(self, session_id: str) -> None:
-        """Give the lease up; a failure must not replace the turn's outcome (it would lose the
-        ids of what was stored): the settler tries again once writes work."""
-        try:
-            with self.store.write() as tx:
-                tx.release_lease(session_id, self.engine.runner)
-        except (StoreError, apsw.Error) as e:
-            log.warning("could not release the lease of %s yet: %s", session_id, e)
-            self._settle_later(session_id)
+        def exists(tx: Tx) -> bool:
+            tx.require_session_exists(session_id)
+            return True
+
+        wait = Wait(
+            job.cancel, self.settings.lease_wait_s, lambda: self._status(session_id, "busy")
+        )
+        with self.ownership.hold(
+            session_id, wait=wait, gate=exists, heartbeat=True, unreleased=self._settle_later
+        ) as held:
+            if held is None:
+                return TurnOutcome("cancelled", None, None)
+            held.keep = True  # until the turn returns: then the lease is released
+            turn = _Turn(self, session_id, job, held.lost)
+            outcome = turn.run()
+            held.keep = turn.storage_fault
+            return outcome
 
     # --- settling what a storage fault left open ------------------------------------------------
 
@@ -345,7 +333,7 @@ class PromptRunner:
                 return
         with self.store.write() as tx:
             for reply_id, error in replies.items():
-                _close_with(tx, reply_id, self.engine.runner.owner, error)
+                _close_with(tx, reply_id, self.ownership.runner.owner, error)
         with self._guard:
             left = self._unsettled.get(session_id, {})
             for reply_id in replies:
@@ -371,12 +359,12 @@ class PromptRunner:
                     self._settler = None
                     return
             for session_id in sessions:
-                lock = self.engine.session_lock(session_id)
+                lock = self.ownership.lock(session_id)
                 if not lock.acquire(blocking=False):
                     continue  # a turn runs here: it settles the session before it starts
                 try:
                     self.settle(session_id)
-                    self._release_if_held(session_id)
+                    self.ownership.release_if_held(session_id)
                 except (StoreError, apsw.Error) as e:
                     log.debug("session %s not settled yet: %s", session_id, e)
                 finally:
@@ -384,26 +372,6 @@ class PromptRunner:
             if self._stopping.wait(pause):
                 continue
             pause = min(pause * 2, 2.0)
-
-    def _release_if_held(self, session_id: str) -> None:
-        with self.store.write() as tx:
-            if tx.holds_lease(session_id, self.engine.runner):
-                tx.release_lease(session_id, self.engine.runner)
-
-    def _take_lease(self, session_id: str, cancel: threading.Event) -> bool:
-        """Wait until this runner holds the session's lease; False when cancelled first."""
-        announced = False
-        while True:
-            with self.store.write() as tx:
-                tx.require_session_exists(session_id)
-                if tx.acquire_lease(session_id, self.engine.runner):
-                    return True
-            if cancel.is_set():
-                return False
-            if not announced:
-                self._status(session_id, "busy")
-                announced = True
-            self.store.wait_for_change(self.settings.lease_wait_s)
 
     def _status(self, session_id: str, status: Status, notice: RetryNotice | None = None) -> None:
         if notice is None:
@@ -431,6 +399,10 @@ class _Turn:
     @property
     def engine(self) -> CompactionEngine:
         return self.r.engine
+
+    @property
+    def ownership(self) -> Ownership:
+        return self.r.ownership
 
     def outcome(self, reason: StopReason, error: TurnError | None = None) -> TurnOutcome:
         return TurnOutcome(reason, self.prompt_id, self.last_reply or self.prompt_id, error)
@@ -567,7 +539,7 @@ class _Turn:
                 self.session_id,
                 "reply",
                 parent_id=self.prompt_id,
-                runner=self.engine.runner.owner,
+                runner=self.ownership.runner.owner,
                 model=model,
             )
         self.last_reply = self.open_reply = reply.id
@@ -598,7 +570,7 @@ class _Turn:
         calls = result.tool_calls if result.finish == "tool_calls" else ()
         tool_parts: list[tuple[str, ToolCall]] = []
         with self.r.store.write() as tx:
-            self.engine.fence(tx, self.session_id)
+            self.ownership.fence(tx, self.session_id)
             if result.reasoning or sink.reasoning_chunks:
                 text = result.reasoning or "".join(sink.reasoning_chunks)
                 tx.put_part(reply.id, ReasoningPart(text), sink.reasoning_id)
@@ -626,7 +598,7 @@ class _Turn:
 
     def _close(self, reply: Message, error: MessageError) -> None:
         with self.r.store.write() as tx:
-            self.engine.fence(tx, self.session_id)
+            self.ownership.fence(tx, self.session_id)
             tx.update_message(replace(reply, error=error, time_completed=tx.now()))
         self.open_reply = None
 
@@ -636,7 +608,7 @@ class _Turn:
             started = int(time.time() * 1000)
             state = ToolState("running", _input(call), time_start=started)
             with self.r.store.write() as tx:
-                self.engine.fence(tx, self.session_id)
+                self.ownership.fence(tx, self.session_id)
                 tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
             if root is None:
                 state = replace(state, status="error", error="no project directory")
@@ -655,7 +627,7 @@ class _Turn:
                     title=out.title,
                 )
             with self.r.store.write() as tx:
-                self.engine.fence(tx, self.session_id)
+                self.ownership.fence(tx, self.session_id)
                 state = replace(state, time_end=tx.now())
                 tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
         self.open_reply = None
@@ -692,27 +664,18 @@ class _StepSink:
     def interval_s(self) -> float:
         return self.turn.r.settings.flush_interval_ms / 1000
 
-    @contextmanager
-    def flushing_while_silent(self) -> Iterator[None]:
+    def flushing_while_silent(self) -> AbstractContextManager[None]:
         """Also write streamed text when the provider goes quiet: writes happen on the next
         chunk otherwise, so a stalled stream would leave what was shown unsaved."""
-        done = threading.Event()
+        return tick(self.interval_s, self._flush_if_silent, "flush-while-silent")
 
-        def watch() -> None:
-            while not done.wait(self.interval_s):
-                if self.dirty and time.monotonic() - self.last_flush >= self.interval_s:
-                    try:
-                        self.flush()
-                    except Exception:  # the runner's own writes report the failure
-                        log.debug("background flush failed", exc_info=True)
-
-        thread = threading.Thread(target=watch, name="flush-while-silent", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
+    def _flush_if_silent(self) -> bool:
+        if self.dirty and time.monotonic() - self.last_flush >= self.interval_s:
+            try:
+                self.flush()
+            except Exception:  # the runner's own writes report the failure
+                log.debug("background flush failed", exc_info=True)
+        return True
 
     def _emit(self, part_id: str, part_type: str, delta: str) -> None:
         if self.retrying:
@@ -747,7 +710,7 @@ class _StepSink:
             text = "".join(self.text_chunks)
             try:
                 with self.turn.r.store.write() as tx:
-                    self.turn.engine.fence(tx, self.turn.session_id)
+                    self.turn.ownership.fence(tx, self.turn.session_id)
                     if len(reasoning) > self.reasoning_stored:
                         body = ReasoningPart(reasoning)
                         start = self.reasoning_stored
