@@ -48,7 +48,7 @@ from server.errors import (
     RpcFailure,
 )
 from server.logs import setup_logging
-from server.loop import SessionStatus
+from server.runner import SessionStatus
 from server.service import Sidecar
 from store import NotFound, StoreError
 from store.models import Event

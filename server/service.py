@@ -21,11 +21,11 @@ from server.compaction import CompactionEngine, CompactionOutcome, CompactionSet
 from server.config import Config
 from server.context import ModelContext, build_context
 from server.errors import PROVIDER_NOT_CONFIGURED, UNKNOWN_SESSION, RpcFailure
-from server.loop import LoopListener, LoopSettings, PromptInput, PromptRunner, TurnOutcome
 from server.ownership import Ownership
 from server.providers.base import Provider, ProviderNotConfigured
 from server.providers.offline import OfflineProvider
 from server.providers.openai import OpenAIProvider, OpenAISettings
+from server.runner import LoopListener, LoopSettings, PromptInput, PromptRunner, TurnOutcome
 from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_limits
 from server.summary import Summarizer
 from server.sync import SyncPump

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.compaction import CompactionOutcome
-from server.loop import SessionStatus, TurnOutcome
+from server.runner import SessionStatus, TurnOutcome
 from server.service import ContextView, Loaded
 from store.models import Event, Json, Session
 

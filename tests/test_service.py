@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.config import load_config
-from server.loop import SessionStatus
+from server.runner import SessionStatus
 from server.service import Sidecar
 from server.sync import SyncPump
 from store import RunnerId, Store

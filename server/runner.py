@@ -1,4 +1,4 @@
-"""The prompt loop: one runner per session, answering queued prompts in order.
+"""The prompt runner: one runner per session, answering queued prompts in order.
 
 A turn, run while holding the session's thread lock (this process) and lease (all processes):
 
