@@ -25,18 +25,19 @@ from server.ownership import Ownership
 from server.providers.base import Provider, ProviderNotConfigured
 from server.providers.offline import OfflineProvider
 from server.providers.openai import OpenAIProvider, OpenAISettings
-from server.runner import LoopListener, LoopSettings, PromptInput, PromptRunner, TurnOutcome
+from server.runner import PromptRunner
 from server.summarizers import OfflineSummarizer, ProviderSummarizer, provider_limits
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
+from server.turn import PromptInput, TurnListener, TurnOutcome, TurnSettings
 from store import Store, StoreError
 from store.models import Compaction, Event, MessageWithParts, Session
 
 log = logging.getLogger(__name__)
 
 
-class SidecarListener(LoopListener, Protocol):
+class SidecarListener(TurnListener, Protocol):
     def event(self, event: Event) -> None: ...
 
 
@@ -105,7 +106,7 @@ class Sidecar:
                 self.ownership,
                 self.engine,
                 setup.provider,
-                LoopSettings(limits=setup.limits, auto_compact=config.auto_compact),
+                TurnSettings(limits=setup.limits, auto_compact=config.auto_compact),
                 listener,
             )
         self.listener = listener
