@@ -40,7 +40,7 @@ LONG_TOKENS = 20_000
 CHARS_PER_TOKEN = 4
 LONG_CHARS = LONG_TOKENS * CHARS_PER_TOKEN
 CHUNK_CHARS = 4
-FLUSH_INTERVAL_S = 0.25  # LoopSettings.flush_interval_ms
+FLUSH_INTERVAL_S = 0.25  # TurnSettings.flush_interval_ms
 TIMEOUT_S = 60.0
 
 

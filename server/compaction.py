@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from server.context import load_conversation, plan_tail, render, tail_budget
 from server.crashpoints import crashpoint
+from server.ownership import Ownership
 from server.providers.base import CancelToken
 from server.summary import (
     Summarizer,
@@ -125,24 +125,16 @@ class CompactionEngine:
         summarizer: Summarizer,
         settings: CompactionSettings,
         runner: RunnerId | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store = store
         self.summarizer = summarizer
         self.settings = settings
-        self.runner = runner or RunnerId.fresh()
-        self._locks: dict[str, threading.RLock] = {}
-        self._locks_guard = threading.Lock()
+        self.ownership = ownership or Ownership(store, runner, settings.heartbeat_interval_ms)
 
-    def session_lock(self, session_id: str) -> threading.RLock:
-        """Held by whichever thread of this process is working on the session.
-
-        The lease says which process (runner) owns a session; this lock says which of the
-        runner's threads does, so two threads sharing one engine never drive the same marker.
-        It is re-entrant: the prompt loop holds it for a whole turn and drives compactions from
-        inside that turn on the same thread.
-        """
-        with self._locks_guard:
-            return self._locks.setdefault(session_id, threading.RLock())
+    @property
+    def runner(self) -> RunnerId:
+        return self.ownership.runner
 
     # --- 1. request ---------------------------------------------------------------------------
 
@@ -284,16 +276,11 @@ class CompactionEngine:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         calls = 0
-        lock = self.session_lock(session_id)
         while True:
-            if lock.acquire(blocking=False):
-                try:
-                    c, drove = self._try_drive(session_id, marker_id, cancel)
-                finally:
-                    lock.release()
-                calls += drove
-                if c is not None:
-                    return _outcome(c, calls=calls)
+            c, drove = self._try_drive(session_id, marker_id, cancel)
+            calls += drove
+            if c is not None:
+                return _outcome(c, calls=calls)
             with self.store.read() as tx:
                 c = tx.require_compaction(marker_id)
             if c.terminal or (deadline is not None and time.monotonic() >= deadline):
@@ -303,26 +290,28 @@ class CompactionEngine:
     def _try_drive(
         self, session_id: str, marker_id: str, cancel: threading.Event | None
     ) -> tuple[Compaction | None, int]:
-        """With the session lock held: the terminal row, or drive it if the lease is ours.
+        """The terminal row, or drive it if the session lock and lease are free or ours.
 
         Returns (row if terminal else None, model calls made).
         """
-        with self.store.write() as tx:
+        terminal: list[Compaction] = []
+
+        def not_done(tx: Tx) -> bool:
             c = tx.require_compaction(marker_id)
             if c.terminal:
-                return c, 0
-            held_before = tx.holds_lease(session_id, self.runner)
-            if not tx.acquire_lease(session_id, self.runner):
-                return None, 0
+                terminal.append(c)
+            return not c.terminal
+
         calls = 0
-        try:
-            calls = self._drive(session_id, marker_id, cancel)
-        except LeaseLost:
-            log.warning("lost the lease of %s; waiting for its new owner", session_id)
-        finally:
-            if not held_before:
-                with self.store.write() as tx:
-                    tx.release_lease(session_id, self.runner)
+        with self.ownership.hold(session_id, gate=not_done) as held:
+            if terminal:
+                return terminal[0], 0
+            if held is None:
+                return None, 0
+            try:
+                calls = self._drive(session_id, marker_id, cancel)
+            except LeaseLost:
+                log.warning("lost the lease of %s; waiting for its new owner", session_id)
         with self.store.read() as tx:
             c = tx.require_compaction(marker_id)
         return (c if c.terminal else None), calls
@@ -343,26 +332,14 @@ class CompactionEngine:
                 and not tx.open_tool_parts(session_id)
             ):
                 return None
-        lock = self.session_lock(session_id)
-        if not lock.acquire(blocking=False):
-            return None
-        try:
-            with self.store.write() as tx:
-                held_before = tx.holds_lease(session_id, self.runner)
-                if not tx.acquire_lease(session_id, self.runner):
-                    return None
-            try:
-                marker_id = self._recover_held(session_id)
-                if marker_id is None:
-                    return None
-                with self.store.read() as tx:
-                    return _outcome(tx.require_compaction(marker_id))
-            finally:
-                if not held_before:
-                    with self.store.write() as tx:
-                        tx.release_lease(session_id, self.runner)
-        finally:
-            lock.release()
+        with self.ownership.hold(session_id) as held:
+            if held is None:
+                return None
+            marker_id = self._recover_held(session_id)
+            if marker_id is None:
+                return None
+            with self.store.read() as tx:
+                return _outcome(tx.require_compaction(marker_id))
 
     def _recover_held(self, session_id: str) -> str | None:
         """Recovery by the lease holder, which is running nothing else in the session."""
@@ -431,7 +408,7 @@ class CompactionEngine:
                 "summary",
                 parent_id=marker_id,
                 compaction_id=marker_id,
-                runner=self.runner.owner,
+                runner=self.ownership.runner.owner,
             )
             c = tx.save_compaction(replace(c, status="running", attempts=c.attempts + 1))
         crashpoint("after_summary_row")
@@ -439,7 +416,7 @@ class CompactionEngine:
         stream = _SummaryStream(self, session_id, summary)
         lost = threading.Event()
         try:
-            with self.keep_lease(session_id, lost):
+            with self.ownership.keep_fresh(session_id, lost):
                 reply, kind = self._call_summarizer(request, stream, cancel, lost, head, previous)
         except SummaryTooLarge as e:
             self._end_attempt(
@@ -455,7 +432,7 @@ class CompactionEngine:
             self._end_attempt(summary, c, "Cancelled", CANCELLED, "compaction cancelled")
             return 1
         with self.store.write() as tx:
-            self.fence(tx, session_id)
+            self.ownership.fence(tx, session_id)
             tx.put_part(summary.id, TextPart(reply.text), stream.part_id)
             tx.update_message(
                 replace(
@@ -506,7 +483,7 @@ class CompactionEngine:
         self, summary: Message, c: Compaction, name: str, code: str, message: str
     ) -> None:
         with self.store.write() as tx:
-            self.fence(tx, c.session_id)
+            self.ownership.fence(tx, c.session_id)
             tx.update_message(
                 replace(summary, error=MessageError(name, message), time_completed=tx.now())
             )
@@ -517,7 +494,7 @@ class CompactionEngine:
     def _bookkeeping(self, session_id: str, marker_id: str) -> None:
         """Write tailStartId, then the continuation and the final status. Each step once."""
         with self.store.write() as tx:
-            self.fence(tx, session_id)
+            self.ownership.fence(tx, session_id)
             c = tx.require_compaction(marker_id)
             if c.terminal or c.summary_id is None:
                 return
@@ -527,7 +504,7 @@ class CompactionEngine:
                 tx.save_compaction(replace(c, tail_set=True))
         crashpoint("after_bookkeeping")
         with self.store.write() as tx:
-            self.fence(tx, session_id)
+            self.ownership.fence(tx, session_id)
             c = tx.require_compaction(marker_id)
             if c.terminal:
                 return
@@ -562,10 +539,6 @@ class CompactionEngine:
     def _fail(self, tx: Tx, c: Compaction, code: str, message: str) -> Compaction:
         return tx.save_compaction(replace(c, status="failed", error=CompactionError(code, message)))
 
-    def fence(self, tx: Tx, session_id: str) -> None:
-        if not tx.holds_lease(session_id, self.runner):
-            raise LeaseLost(f"runner {self.runner.owner} no longer holds {session_id}")
-
     def _update_marker_part(
         self, tx: Tx, c: Compaction, change: Callable[[CompactionPart], CompactionPart]
     ) -> None:
@@ -573,30 +546,6 @@ class CompactionEngine:
         for part in tx.parts_of(c.marker_id):
             if isinstance(part.body, CompactionPart):
                 tx.put_part(c.marker_id, change(part.body), part.id)
-
-    @contextmanager
-    def keep_lease(self, session_id: str, lost: threading.Event) -> Iterator[None]:
-        """Keep the lease fresh while the model works; set ``lost`` if it was taken over."""
-        interval = (self.settings.heartbeat_interval_ms or self.store.lease_timeout_ms // 3) / 1000
-        done = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(interval):
-                try:
-                    with self.store.write() as tx:
-                        if not tx.heartbeat(session_id, self.runner):
-                            lost.set()
-                            return
-                except Exception:
-                    log.exception("lease heartbeat failed")
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{session_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
 
 
 class _SummaryStream:
@@ -621,7 +570,7 @@ class _SummaryStream:
     def flush(self) -> None:
         text = "".join(self.chunks)
         with self.engine.store.write() as tx:
-            self.engine.fence(tx, self.session_id)
+            self.engine.ownership.fence(tx, self.session_id)
             tx.append_part_text(self.summary.id, TextPart(text), self.part_id, self.stored)
         self.stored = len(text)
         self.last_flush = time.monotonic()

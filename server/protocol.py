@@ -40,8 +40,8 @@ from server.errors import (
     RpcFailure,
 )
 from server.logs import setup_logging
-from server.loop import SessionStatus
 from server.service import Sidecar
+from server.turn import SessionStatus
 from store import NotFound, StoreError
 from store.models import Event
 

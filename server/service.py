@@ -19,20 +19,22 @@ from server.compaction import CompactionEngine, CompactionOutcome, CompactionSet
 from server.config import Config
 from server.context import ModelContext, build_context
 from server.errors import PROVIDER_NOT_CONFIGURED, UNKNOWN_SESSION, RpcFailure
-from server.loop import LoopListener, LoopSettings, PromptInput, PromptRunner, TurnOutcome
+from server.ownership import Ownership
 from server.providers.base import Provider, ProviderNotConfigured
 from server.providers.registry import PROVIDERS, build
+from server.runner import PromptRunner
 from server.summarizers import OfflineSummarizer, ProviderSummarizer
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
+from server.turn import PromptInput, TurnListener, TurnOutcome, TurnSettings
 from store import ReadOnly, Store, StoreError
 from store.models import Compaction, Event, MessageWithParts, Session
 
 log = logging.getLogger(__name__)
 
 
-class SidecarListener(LoopListener, Protocol):
+class SidecarListener(TurnListener, Protocol):
     def event(self, event: Event) -> None: ...
 
 
@@ -78,18 +80,19 @@ class Sidecar:
         self.store = Store(config.db)
         setup = make_provider(config)
         self.setup = setup
+        settings = CompactionSettings(limits=setup.limits, auto_compact=config.auto_compact)
+        self.ownership = Ownership(self.store, heartbeat_interval_ms=settings.heartbeat_interval_ms)
         self.engine = CompactionEngine(
-            self.store,
-            setup.summarizer,
-            CompactionSettings(limits=setup.limits, auto_compact=config.auto_compact),
+            self.store, setup.summarizer, settings, ownership=self.ownership
         )
         self.runner: PromptRunner | None = None
         if setup.provider is not None:
             self.runner = PromptRunner(
                 self.store,
+                self.ownership,
                 self.engine,
                 setup.provider,
-                LoopSettings(limits=setup.limits, auto_compact=config.auto_compact),
+                TurnSettings(limits=setup.limits, auto_compact=config.auto_compact),
                 listener,
             )
         self.listener = listener
@@ -195,13 +198,13 @@ class Sidecar:
         submitted before this request committed. This process's own work is stopped by
         :meth:`stop_here`; the event carries our runner id so we do not apply it again."""
         with self._existing(session_id), self.store.write() as tx:
-            tx.request_cancel(session_id, origin=self.engine.runner.owner)
+            tx.request_cancel(session_id, origin=self.ownership.runner.owner)
 
     def _observe(self, event: Event) -> None:
         """Every outbox event, from any process: act on cancel requests for work run here."""
         if event.type != "session.cancel" or self.runner is None:
             return
-        if event.data.get("origin") == self.engine.runner.owner:
+        if event.data.get("origin") == self.ownership.runner.owner:
             return  # stopped by arrival order when it came in (stop_here)
         self.runner.cancel(event.session_id, before_ms=event.time)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from server.compaction import CompactionOutcome
-from server.loop import SessionStatus, TurnOutcome
 from server.service import ContextView, Loaded
+from server.turn import SessionStatus, TurnOutcome
 from store.models import Event, Json, Session
 
 PROTOCOL_VERSION = 1

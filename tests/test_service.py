@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.config import load_config
-from server.loop import SessionStatus
 from server.service import Sidecar
 from server.sync import SyncPump
+from server.turn import SessionStatus
 from store import RunnerId, Store
 from store.ids import new_id
 from store.leases import HOST

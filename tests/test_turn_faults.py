@@ -9,7 +9,6 @@ import pytest
 
 from fakeprovider.summarizer import ScriptedSummarizer
 from server.compaction import CompactionEngine, CompactionSettings
-from server.loop import LoopSettings, PromptInput, PromptRunner, SessionStatus
 from server.providers.base import (
     CancelToken,
     ChatRequest,
@@ -17,7 +16,9 @@ from server.providers.base import (
     ProviderInfo,
     StreamSink,
 )
+from server.runner import PromptRunner
 from server.tokens import ModelLimits
+from server.turn import PromptInput, SessionStatus, TurnSettings
 from store import Store
 from store.models import TextPart
 from tests.support import new_session
@@ -57,7 +58,9 @@ def test_an_unexpected_failure_mid_stream_closes_the_reply_with_an_error_keeping
     store: Store,
 ) -> None:
     engine = CompactionEngine(store, ScriptedSummarizer(), CompactionSettings(limits=LIMITS))
-    runner = PromptRunner(store, engine, BuggyProvider(), LoopSettings(limits=LIMITS), Quiet())
+    runner = PromptRunner(
+        store, engine.ownership, engine, BuggyProvider(), TurnSettings(limits=LIMITS), Quiet()
+    )
     sid = new_session(store)
     try:
         outcome = runner.submit(sid, PromptInput(("hi",))).result(TURN_TIMEOUT_S)

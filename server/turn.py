@@ -1,0 +1,548 @@
+"""One turn: answering one prompt of one session, run by the holder of its lock and lease.
+
+1. repair what a dead runner left (``CompactionEngine.recover``) and store the user's prompt;
+2. each step: finish any compaction that is due, build the context, stream the provider's
+   answer into a reply message (deltas go to the listener at once; the durable part is written at
+   most every 250 ms and at the end of the step), then decide: tool calls → run them and go on;
+   finished → end; usage over the usable window → automatic compaction; the provider says the
+   request is too long → overflow compaction, then the prompt is replayed.
+
+A turn knows no JSON-RPC and no runner: it is handed its collaborators (store, ownership, engine,
+provider, settings), reports through a :class:`StatusPort`, leaves what a storage fault kept it
+from writing to a :class:`FaultPort`, and returns a :class:`TurnOutcome`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+from server.compaction import AnyCancel, CompactionEngine
+from server.context import ModelContext, build_context
+from server.errors import (
+    CONTEXT_TOO_LARGE,
+    INTERNAL_ERROR,
+    PROVIDER_ERROR,
+    STORAGE_ERROR,
+)
+from server.ownership import Ownership, tick
+from server.prompting import chat_request
+from server.providers.base import (
+    ChatResult,
+    ContextOverflow,
+    Provider,
+    ProviderCancelled,
+    ProviderError,
+    RetryNotice,
+    ToolCall,
+    ToolSpec,
+)
+from server.summarizers import token_usage
+from server.tokens import ModelLimits, estimate_text, is_overflow
+from server.tools import TOOL_SPECS, ToolOutcome, run_tool
+from store import LeaseLost, Store, StoreError
+from store.ids import new_id
+from store.models import (
+    Message,
+    MessageError,
+    ReasoningPart,
+    StepFinishPart,
+    TextPart,
+    TokenUsage,
+    ToolPart,
+    ToolState,
+)
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["end_turn", "cancelled", "max_tokens", "error"]
+Status = Literal["idle", "busy", "compacting", "retry"]
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    session_id: str
+    status: Status
+    attempt: int | None = None
+    next_retry_at: int | None = None  # ms since the epoch
+
+
+@dataclass(frozen=True)
+class TurnError:
+    name: str  # stable: ProviderError, ContextTooLarge, StorageError, LeaseLost, TooManySteps,
+    # InternalError
+    message: str
+    code: int  # the JSON-RPC error code documented for this kind of failure
+    status: int | None = None  # the provider's HTTP status, when there was one
+    retryable: bool | None = None
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    stop_reason: StopReason
+    user_message_id: str | None
+    message_id: str | None  # the turn's last assistant message (its prompt when there is none)
+    error: TurnError | None = None
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    texts: tuple[str, ...]
+    model: str | None = None
+
+
+class TurnListener(Protocol):
+    def delta(
+        self, session_id: str, message_id: str, part_id: str, part_type: str, delta: str
+    ) -> None: ...
+
+    def status(self, status: SessionStatus) -> None: ...
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    limits: ModelLimits
+    auto_compact: bool = True
+    flush_interval_ms: int = 250
+    max_steps: int = 25  # model calls per turn before the turn stops itself
+    lease_wait_s: float = 0.5  # longest sleep between looks at another runner's lease
+
+
+class StatusPort:
+    """What a turn tells the client about its session: status changes and streamed deltas."""
+
+    def __init__(self, listener: TurnListener, session_id: str) -> None:
+        self.listener = listener
+        self.session_id = session_id
+
+    def status(self, status: Status, notice: RetryNotice | None = None) -> None:
+        if notice is None:
+            self.listener.status(SessionStatus(self.session_id, status))
+            return
+        at = int((time.time() + notice.delay_s) * 1000)
+        self.listener.status(SessionStatus(self.session_id, status, notice.attempt, at))
+
+    def delta(self, message_id: str, part_id: str, part_type: str, delta: str) -> None:
+        self.listener.delta(self.session_id, message_id, part_id, part_type, delta)
+
+    @contextmanager
+    def compacting(self) -> Iterator[None]:
+        """Report ``compacting`` for the block, then ``busy`` again (the turn goes on)."""
+        self.status("compacting")
+        try:
+            yield
+        finally:
+            self.status("busy")
+
+
+class FaultPort(Protocol):
+    """Where a turn leaves what a storage fault kept it from writing (the runner's settler)."""
+
+    def close_reply_later(self, session_id: str, reply_id: str, error: MessageError) -> None: ...
+
+    def settle(self, session_id: str) -> None: ...
+
+
+class Turn:
+    """One turn of one session, run by the lease holder."""
+
+    def __init__(
+        self,
+        session_id: str,
+        prompt: PromptInput,
+        stop: threading.Event,
+        lost: threading.Event,
+        *,
+        store: Store,
+        ownership: Ownership,
+        engine: CompactionEngine,
+        provider: Provider,
+        settings: TurnSettings,
+        report: StatusPort,
+        faults: FaultPort,
+    ) -> None:
+        self.session_id = session_id
+        self.input = prompt
+        self.stop = stop  # the user's cancel
+        self.lost = lost  # set when another runner took the lease over
+        self.cancel = AnyCancel(stop, lost)
+        self.store = store
+        self.ownership = ownership
+        self.engine = engine
+        self.provider = provider
+        self.settings = settings
+        self.report = report
+        self.faults = faults
+        self.prompt_id: str | None = None
+        self.last_reply: str | None = None
+        self.open_reply: str | None = None  # a reply not yet finished, or running its tools
+        self.directory: str | None = None
+        self.storage_fault = False  # the turn stopped because the store failed
+
+    def outcome(self, reason: StopReason, error: TurnError | None = None) -> TurnOutcome:
+        return TurnOutcome(reason, self.prompt_id, self.last_reply or self.prompt_id, error)
+
+    def run(self) -> TurnOutcome:
+        try:
+            return self._run()
+        except StoreError as e:  # LeaseLost is one
+            if self.stop.is_set():  # e.g. the session was deleted under the turn
+                return self.outcome("cancelled")
+            log.warning("turn in %s stopped: %s", self.session_id, e)
+            error = TurnError("StorageError", _brief(e), STORAGE_ERROR)
+            if not isinstance(e, LeaseLost):
+                self.storage_fault = True
+                if self.open_reply is not None:
+                    reply_error = MessageError("StorageError", error.message)
+                    self.faults.close_reply_later(self.session_id, self.open_reply, reply_error)
+            return self.outcome("error", error)
+
+    def _run(self) -> TurnOutcome:
+        self.faults.settle(self.session_id)  # what an earlier turn's storage fault left open
+        self.engine.recover(self.session_id)
+        self._drive_active()  # a pending compaction goes before the new prompt
+        if self.stop.is_set():
+            return self.outcome("cancelled")
+        with self.store.write() as tx:
+            self.directory = tx.update_session(self.session_id).directory  # last activity
+            prompt = tx.add_message(self.session_id, "prompt", model=self.input.model)
+            for text in self.input.texts:
+                tx.put_part(prompt.id, TextPart(text))
+        self.prompt_id = prompt.id
+        self.report.status("busy")
+        overflowed = False
+        for _ in range(self.settings.max_steps):
+            ctx = self._context_for_step()
+            if isinstance(ctx, TurnError):
+                return self.outcome("error", ctx)
+            if self.cancel.is_set():
+                return self.outcome("cancelled")
+            try:
+                step = self._step(ctx)
+            except ContextOverflow as e:
+                if overflowed or not self.settings.auto_compact:
+                    return self.outcome("error", _too_large(e.message))
+                overflowed = True
+                with self.report.compacting():
+                    done = self.engine.compact_after_overflow(
+                        self.session_id, prompt.id, cancel=self.stop
+                    )
+                if done.status != "completed":
+                    if self.stop.is_set():
+                        return self.outcome("cancelled")
+                    reason = done.error.message if done.error else "compaction failed"
+                    return self.outcome("error", _too_large(reason))
+                continue
+            if step is None:
+                return self.outcome("cancelled")
+            if isinstance(step, TurnError):
+                return self.outcome("error", step)
+            if step.finish == "tool_calls" and step.tool_calls:
+                self._run_tools(step)
+                self._after_step(step)
+                continue
+            self._after_step(step)
+            return self.outcome("max_tokens" if step.finish == "length" else "end_turn")
+        return self.outcome(
+            "error",
+            TurnError(
+                "TooManySteps",
+                f"stopped after {self.settings.max_steps} model calls in one turn",
+                INTERNAL_ERROR,
+            ),
+        )
+
+    # --- compaction inside a turn -------------------------------------------------------------
+
+    def _context_for_step(self) -> ModelContext | TurnError:
+        """The context the next model call gets: after driving a compaction someone requested,
+        and after compacting when the context is over the usable window. An error when the
+        conversation cannot be made to fit."""
+        self._drive_active()
+        ctx = build_context(self.store, self.session_id)
+        usable = self.settings.limits.usable()
+        if not self.settings.auto_compact or usable <= 0 or ctx.tokens < usable:
+            return ctx
+        with self.report.compacting():
+            done = self.engine.compact(self.session_id, auto=True, cancel=self.stop)
+        if done.status == "completed":
+            return build_context(self.store, self.session_id)
+        if self.stop.is_set():
+            return ctx  # the turn stops before the model is called
+        return _too_large(done.error.message if done.error else "compaction failed")
+
+    def _drive_active(self) -> None:
+        """Finish a compaction that was requested (here or elsewhere) or left by a crash."""
+        with self.store.read() as tx:
+            active = tx.active_compaction(self.session_id)
+        if active is None:
+            return
+        with self.report.compacting():
+            self.engine.run(self.session_id, active.marker_id, cancel=self.stop)
+
+    def _after_step(self, step: Step) -> None:
+        settings = self.settings
+        if step.usage is None or not is_overflow(
+            step.usage, settings.limits, auto_compact=settings.auto_compact
+        ):
+            return
+        with self.report.compacting():
+            self.engine.compact_if_needed(self.session_id, step.usage, cancel=self.stop)
+
+    # --- one model call -------------------------------------------------------------------------
+
+    def _step(self, ctx: ModelContext) -> Step | TurnError | None:
+        """Stream one answer to ``ctx`` into a new reply message. None when cancelled."""
+        tools: tuple[ToolSpec, ...] = TOOL_SPECS if self.directory else ()
+        limits = self.settings.limits
+        request = chat_request(
+            ctx,
+            directory=self.directory,
+            tools=tools,
+            max_tokens=limits.max_output(),
+            model=self.input.model,
+        )
+        model = self.input.model or self.provider.info.model
+        with self.store.write() as tx:
+            reply = tx.add_message(
+                self.session_id,
+                "reply",
+                parent_id=self.prompt_id,
+                runner=self.ownership.runner.owner,
+                model=model,
+            )
+        self.last_reply = self.open_reply = reply.id
+        sink = StepSink(
+            self.session_id,
+            reply,
+            store=self.store,
+            ownership=self.ownership,
+            report=self.report,
+            interval_s=self.settings.flush_interval_ms / 1000,
+        )
+        try:
+            with sink.flushing_while_silent():
+                result = self.provider.chat(request, sink, self.cancel)
+        except ProviderCancelled:
+            sink.flush()
+            self._close(reply, MessageError("Cancelled", "cancelled before the answer ended"))
+            return None
+        except ContextOverflow as e:
+            sink.flush()
+            self._close(reply, MessageError("ContextOverflow", e.message))
+            raise
+        except ProviderError as e:
+            sink.flush()
+            self._close(reply, MessageError("ProviderError", e.message))
+            return TurnError("ProviderError", e.message, PROVIDER_ERROR, e.status, e.retryable)
+        except Exception as e:
+            # A bug (or a fault while streaming): close the reply as failed so that followers
+            # do not see it in progress until recovery calls it "Interrupted". Best effort: the
+            # store may be what failed, and the original error is the one that is reported.
+            try:
+                with contextlib.suppress(Exception):
+                    sink.flush()  # keep what was shown, if it can still be written
+                storage = isinstance(e, StoreError)
+                name = "StorageError" if storage else "InternalError"
+                self._close(reply, MessageError(name, _brief(e)))
+            except Exception:
+                log.debug("could not close reply %s after a failure", reply.id, exc_info=True)
+            raise
+        if self.lost.is_set():
+            return TurnError("LeaseLost", "another process took over this session", STORAGE_ERROR)
+        return self._finish(reply, sink, result, ctx.tokens)
+
+    def _finish(self, reply: Message, sink: StepSink, result: ChatResult, sent: int) -> Step:
+        usage = token_usage(result.usage) or TokenUsage(
+            input=sent, output=estimate_text(result.text)
+        )
+        calls = result.tool_calls if result.finish == "tool_calls" else ()
+        tool_parts: list[tuple[str, ToolCall]] = []
+        with self.store.write() as tx:
+            self.ownership.fence(tx, self.session_id)
+            if result.reasoning or sink.reasoning_chunks:
+                text = result.reasoning or "".join(sink.reasoning_chunks)
+                tx.put_part(reply.id, ReasoningPart(text), sink.reasoning_id)
+            if result.text or sink.text_chunks:
+                tx.put_part(
+                    reply.id, TextPart(result.text or "".join(sink.text_chunks)), sink.text_id
+                )
+            for call in calls:
+                part = tx.put_part(
+                    reply.id, ToolPart(call.id, call.name, ToolState("pending", _input(call)))
+                )
+                tool_parts.append((part.id, call))
+            tx.put_part(reply.id, StepFinishPart(usage, 0.0, result.finish))
+            tx.update_message(
+                replace(
+                    reply,
+                    finish=result.finish,
+                    tokens=usage,
+                    model=result.model or reply.model,
+                    time_completed=tx.now(),
+                )
+            )
+        self.open_reply = reply.id if tool_parts else None  # its tools are still to run
+        return Step(reply.id, result.finish, usage, tuple(tool_parts))
+
+    def _close(self, reply: Message, error: MessageError) -> None:
+        with self.store.write() as tx:
+            self.ownership.fence(tx, self.session_id)
+            tx.update_message(replace(reply, error=error, time_completed=tx.now()))
+        self.open_reply = None
+
+    def _run_tools(self, step: Step) -> None:
+        root = Path(self.directory) if self.directory else None
+        for part_id, call in step.tool_calls:
+            started = int(time.time() * 1000)
+            state = ToolState("running", _input(call), time_start=started)
+            with self.store.write() as tx:
+                self.ownership.fence(tx, self.session_id)
+                tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
+            if root is None:
+                state = replace(state, status="error", error="no project directory")
+            else:
+                try:  # a tool that raises must end as an error part, never stay "running"
+                    out = run_tool(call.name, call.arguments, root, cancel=self.cancel)
+                except Exception as e:
+                    log.exception("tool %s failed in %s", call.name, self.session_id)
+                    out = ToolOutcome("", call.name, error=f"{call.name} failed: {_brief(e)}")
+                status: Literal["completed", "error"] = "error" if out.error else "completed"
+                state = replace(
+                    state,
+                    status=status,
+                    output=out.output or None,
+                    error=out.error,
+                    title=out.title,
+                )
+            with self.store.write() as tx:
+                self.ownership.fence(tx, self.session_id)
+                state = replace(state, time_end=tx.now())
+                tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
+        self.open_reply = None
+
+
+@dataclass(frozen=True)
+class Step:
+    reply_id: str
+    finish: str
+    usage: TokenUsage | None
+    tool_calls: tuple[tuple[str, ToolCall], ...]
+
+
+class StepSink:
+    """Streams deltas to the listener at once and makes them durable at most every interval."""
+
+    def __init__(
+        self,
+        session_id: str,
+        reply: Message,
+        *,
+        store: Store,
+        ownership: Ownership,
+        report: StatusPort,
+        interval_s: float,
+    ) -> None:
+        self.session_id = session_id
+        self.reply = reply
+        self.store = store
+        self.ownership = ownership
+        self.report = report
+        self.interval_s = interval_s
+        # Ids sort in creation order and clients order parts by id: reasoning comes before the
+        # answer it leads to.
+        self.reasoning_id = new_id("prt")
+        self.text_id = new_id("prt")
+        self.text_chunks: list[str] = []
+        self.reasoning_chunks: list[str] = []
+        self.text_stored = 0  # characters already written (and announced) durably
+        self.reasoning_stored = 0
+        self.last_flush = time.monotonic()
+        self.dirty = False
+        self.retrying = False
+        self._flush_lock = threading.Lock()  # the runner thread and the silence flusher
+
+    def flushing_while_silent(self) -> AbstractContextManager[None]:
+        """Also write streamed text when the provider goes quiet: writes happen on the next
+        chunk otherwise, so a stalled stream would leave what was shown unsaved."""
+        return tick(self.interval_s, self._flush_if_silent, "flush-while-silent")
+
+    def _flush_if_silent(self) -> bool:
+        if self.dirty and time.monotonic() - self.last_flush >= self.interval_s:
+            try:
+                self.flush()
+            except Exception:  # the runner's own writes report the failure
+                log.debug("background flush failed", exc_info=True)
+        return True
+
+    def _emit(self, part_id: str, part_type: str, delta: str) -> None:
+        if self.retrying:
+            self.retrying = False
+            self.report.status("busy")
+        self.report.delta(self.reply.id, part_id, part_type, delta)
+        self.dirty = True
+        if time.monotonic() - self.last_flush >= self.interval_s:
+            self.flush()
+
+    def text(self, delta: str) -> None:
+        if delta:
+            self.text_chunks.append(delta)
+            self._emit(self.text_id, "text", delta)
+
+    def reasoning(self, delta: str) -> None:
+        if delta:
+            self.reasoning_chunks.append(delta)
+            self._emit(self.reasoning_id, "reasoning", delta)
+
+    def retry(self, notice: RetryNotice) -> None:
+        self.retrying = True
+        self.report.status("retry", notice)
+
+    def flush(self) -> None:
+        """Write what has streamed so far (fenced by the lease)."""
+        with self._flush_lock:
+            if not self.dirty:
+                return
+            self.dirty = False  # a chunk arriving during the write sets it again
+            reasoning = "".join(self.reasoning_chunks)
+            text = "".join(self.text_chunks)
+            try:
+                with self.store.write() as tx:
+                    self.ownership.fence(tx, self.session_id)
+                    if len(reasoning) > self.reasoning_stored:
+                        body = ReasoningPart(reasoning)
+                        start = self.reasoning_stored
+                        tx.append_part_text(self.reply.id, body, self.reasoning_id, start)
+                    if len(text) > self.text_stored:
+                        body_t = TextPart(text)
+                        tx.append_part_text(self.reply.id, body_t, self.text_id, self.text_stored)
+            except BaseException:
+                self.dirty = True
+                raise
+            self.reasoning_stored, self.text_stored = len(reasoning), len(text)
+            self.last_flush = time.monotonic()
+
+
+def _input(call: ToolCall) -> dict[str, object]:
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except json.JSONDecodeError:
+        return {"_raw": call.arguments[:2000]}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def _too_large(reason: str) -> TurnError:
+    return TurnError("ContextTooLarge", reason, CONTEXT_TOO_LARGE)
+
+
+def _brief(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__
