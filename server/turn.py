@@ -35,6 +35,7 @@ from server.errors import (
 )
 from server.ownership import Ownership, tick
 from server.prompting import chat_request
+from server.prune import PRUNE_MINIMUM_TOKENS, PRUNE_PROTECT_TOKENS, prune
 from server.providers.base import (
     ChatResult,
     ContextOverflow,
@@ -250,6 +251,7 @@ class Turn:
                 self._after_step(step)
                 continue
             self._after_step(step)
+            self._prune(ctx)
             return self.outcome("max_tokens" if step.finish == "length" else "end_turn")
         return self.outcome(
             "error",
@@ -261,6 +263,17 @@ class Turn:
         )
 
     # --- compaction inside a turn -------------------------------------------------------------
+
+    def _prune(self, ctx: ModelContext) -> None:
+        """At the end of a turn, stop sending old tool outputs to the model (server/prune.py).
+        Pruning only ever frees tool output beyond the newest 40 000 tokens, and only when that
+        frees over 20 000: below that much context it can do nothing, so the usual turn skips
+        the read it costs."""
+        if ctx.tokens < PRUNE_PROTECT_TOKENS + PRUNE_MINIMUM_TOKENS:
+            return
+        pruned = prune(self.store, self.session_id)
+        if pruned.parts:
+            log.info("pruned %d tool outputs (%d tokens)", pruned.parts, pruned.tokens)
 
     def _context_for_step(self) -> ModelContext | TurnError:
         """The context the next model call gets: after driving a compaction someone requested,

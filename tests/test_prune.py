@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from fakeprovider.summarizer import ScriptedSummarizer
+from server.compaction import CompactionEngine, CompactionSettings
 from server.context import build_context
+from server.providers.base import CancelToken, ChatRequest, ChatResult, ProviderInfo, StreamSink
 from server.prune import prune
-from server.tokens import PRUNED_PLACEHOLDER
+from server.runner import PromptRunner
+from server.tokens import PRUNED_PLACEHOLDER, ModelLimits
+from server.turn import PromptInput, SessionStatus, TurnSettings
 from store import Store
 from store.models import ToolPart
 from tests.support import add_turn, new_session
@@ -64,3 +69,41 @@ def test_prune_is_announced_as_part_updates(store: Store) -> None:
         events = tx.events_after(cursor)
     assert [e.type for e in events] == ["message.part.updated"] * result.parts
     assert all(e.data["state"]["time"]["compacted"] for e in events)
+
+
+class _Answers:
+    """A provider that answers every prompt with one short sentence."""
+
+    info = ProviderInfo("answers", "answers-model", 200_000, 4_000)
+
+    def chat(self, request: ChatRequest, sink: StreamSink, cancel: CancelToken) -> ChatResult:
+        sink.text("done")
+        return ChatResult(text="done", finish="stop")
+
+
+class _Quiet:
+    def delta(self, *_: object) -> None:
+        pass
+
+    def status(self, status: SessionStatus) -> None:
+        pass
+
+
+def test_a_turn_prunes_old_tool_outputs_when_it_ends(store: Store) -> None:
+    limits = ModelLimits(context=200_000, output=4_000)  # 90 000 tokens fit: no compaction
+    sid = new_session(store)
+    for i in range(9):
+        add_turn(store, sid, f"q{i}", f"a{i}", tool_output=f"{i}" * 40_000)
+    engine = CompactionEngine(store, ScriptedSummarizer(), CompactionSettings(limits=limits))
+    runner = PromptRunner(
+        store, engine.ownership, engine, _Answers(), TurnSettings(limits=limits), _Quiet()
+    )
+    try:
+        outcome = runner.submit(sid, PromptInput(("one more",))).result(20)
+    finally:
+        runner.close()
+    assert outcome.stop_reason == "end_turn"
+    compacted = [p.state.time_compacted is not None for p in _tool_parts(store, sid)]
+    # The last two user turns are the new prompt and q8, so output 8 is protected; of 0-7 the
+    # newest four (4-7, 40 000 tokens) are kept and 0-3 (40 000 tokens) are pruned.
+    assert compacted == [True, True, True, True, False, False, False, False, False]
