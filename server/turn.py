@@ -35,7 +35,6 @@ from server.errors import (
 )
 from server.ownership import Ownership, tick
 from server.prompting import chat_request
-from server.prune import PRUNE_MINIMUM_TOKENS, PRUNE_PROTECT_TOKENS, prune
 from server.providers.base import (
     ChatResult,
     ContextOverflow,
@@ -46,6 +45,7 @@ from server.providers.base import (
     ToolCall,
     ToolSpec,
 )
+from server.prune import PRUNE_MINIMUM_TOKENS, PRUNE_PROTECT_TOKENS, prune
 from server.summarizers import token_usage
 from server.tokens import ModelLimits, estimate_text, is_overflow
 from server.tools import TOOL_SPECS, ToolOutcome, run_tool
