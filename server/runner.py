@@ -30,9 +30,9 @@ from server.errors import (
 )
 from server.ownership import Ownership, Wait
 from server.providers.base import Provider
+from server.stream import Status
 from server.turn import (
     PromptInput,
-    Status,
     StatusPort,
     Turn,
     TurnError,
