@@ -275,3 +275,212 @@ async def test_cancel_mid_stream_keeps_the_text(
     async with spawn(agent.db, agent.config, agent.env) as other:
         await other.conn.load_session(session_id=sid, cwd=str(workspace), mcp_servers=[])
         assert other.text(sid) == shown
+
+
+# --- load, resume, list, close, delete ------------------------------------------------------
+
+
+def shown(updates: list[Any]) -> list[tuple[str, ...]]:
+    """The replay, as (kind, id, text or status) rows."""
+    rows: list[tuple[str, ...]] = []
+    for u in updates:
+        kind = u["sessionUpdate"]
+        if kind in ("user_message_chunk", "agent_message_chunk", "agent_thought_chunk"):
+            rows.append((kind, u["messageId"], u["content"]["text"]))
+        elif kind in ("tool_call", "tool_call_update"):
+            rows.append((kind, u["toolCallId"], u["status"]))
+    return rows
+
+
+def stored(db: Path, session_id: str) -> list[tuple[str, ...]]:
+    """What the replay must show, from the store: prompts, replies and tool calls in order."""
+    store = Store(db)
+    with store.read() as tx:
+        history = tx.history(session_id)
+    store.close()
+    rows: list[tuple[str, ...]] = []
+    status = {"completed": "completed", "error": "failed"}
+    for m in history:
+        for p in m.parts:
+            part = p.to_json()
+            if m.info.kind == "prompt" and part["type"] == "text":
+                rows.append(("user_message_chunk", m.info.id, part["text"]))
+            elif m.info.kind == "reply" and part["type"] == "text":
+                rows.append(("agent_message_chunk", m.info.id, part["text"]))
+            elif m.info.kind == "reply" and part["type"] == "tool":
+                rows.append(("tool_call", part["id"], "pending"))
+                rows.append(("tool_call_update", part["id"], status[part["state"]["status"]]))
+    return rows
+
+
+async def test_load_replays_the_stored_history_then_answers(
+    agent: Agent, fake: FakeOpenAI, workspace: Path
+) -> None:
+    fake.push(Reply(tool_calls=[("call_1", "read_file", '{"path": "notes.txt"}')]))
+    fake.push(Reply("The notes say 42."))
+    sid = await agent.new(workspace)
+    assert await agent.prompt(sid, "what do the notes say?") == "end_turn"
+    live_tools = agent.updates(sid, "tool_call_update")
+    assert live_tools[-1]["status"] == "completed" and live_tools[-1]["kind"] == "read"
+    assert live_tools[-1]["locations"] == [{"path": str(workspace / "notes.txt")}]
+    assert await agent.prompt(sid, "thanks") == "end_turn"
+
+    async with spawn(agent.db, agent.config, agent.env) as other:
+        r = await other.conn.load_session(session_id=sid, cwd=str(workspace), mcp_servers=[])
+        assert r is not None
+        answer = next(i for i, m in enumerate(other.incoming) if "result" in m and m["id"] == 1)
+        replayed = [
+            m["params"]["update"] for m in other.incoming[:answer] if m.get("method")
+        ]  # everything came before the answer
+        assert shown(replayed) == stored(agent.db, sid)
+        assert any(u["sessionUpdate"] == "usage_update" for u in replayed)
+
+
+async def test_resume_answers_without_replaying(agent: Agent, workspace: Path) -> None:
+    sid = await agent.new(workspace)
+    await agent.prompt(sid, "hello")
+    async with spawn(agent.db, agent.config, agent.env) as other:
+        await other.conn.resume_session(session_id=sid, cwd=str(workspace), mcp_servers=[])
+        assert not other.updates(sid, "user_message_chunk")
+        assert not other.updates(sid, "agent_message_chunk")
+        assert await other.prompt(sid, "again") == "end_turn"
+        assert other.text(sid).startswith("Echo: again")
+
+
+async def test_list_pages_close_and_delete(agent: Agent, workspace: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ids = [await agent.new(workspace) for _ in range(52)]
+    await agent.new(elsewhere)
+    first = await agent.conn.list_sessions(cwd=str(workspace))
+    assert len(first.sessions) == 50 and first.next_cursor
+    rest = await agent.conn.list_sessions(cwd=str(workspace), cursor=first.next_cursor)
+    assert len(rest.sessions) == 2 and rest.next_cursor is None
+    assert {s.session_id for s in first.sessions + rest.sessions} == set(ids)
+    assert all(s.cwd == str(workspace) and s.updated_at for s in first.sessions)
+    everything = await agent.conn.list_sessions()
+    assert len(everything.sessions) == 50 and everything.next_cursor
+
+    await agent.conn.close_session(session_id=ids[0])
+    # The SDK client has no session/delete (schema v1.19): the spec's JSON through its connection.
+    assert await agent.raw("session/delete", {"sessionId": ids[0]}) == {}
+    with pytest.raises(RequestError) as e:
+        await agent.conn.load_session(session_id=ids[0], cwd=str(workspace), mcp_servers=[])
+    assert e.value.code == -32002
+
+
+# --- compaction ---------------------------------------------------------------------------------
+
+
+async def test_compact_command_without_the_capability_is_a_text_notice(
+    agent: Agent, fake: FakeOpenAI, workspace: Path
+) -> None:
+    sid = await agent.new(workspace)
+    await agent.prompt(sid, "first")
+    before = len(agent.incoming)
+    assert await agent.prompt(sid, "/compact keep the file names") == "end_turn"
+    assert fake.summary_requests == 1
+    assert "keep the file names" in str(fake.requests[-1].messages)
+    after = [m["params"]["update"] for m in agent.incoming[before:] if m.get("method")]
+    notice = "".join(
+        u["content"]["text"] for u in after if u["sessionUpdate"] == "agent_message_chunk"
+    )
+    assert notice.startswith("Compacted: ") and "summary follows" in notice
+    assert "## Objective" in notice
+    assert not [u for u in after if u["sessionUpdate"].startswith("compaction")]
+    assert after[-1]["sessionUpdate"] == "usage_update"
+
+
+async def test_compact_command_with_the_capability_sends_compaction_updates(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI, workspace: Path
+) -> None:
+    async with spawn(tmp_path / "s.db", config_file, env_for(fake), compaction=True) as a:
+        sid = await a.new(workspace)
+        await a.prompt(sid, "first")
+        assert await a.prompt(sid, "/compact") == "end_turn"
+        updates = a.updates(sid, "compaction_update")
+        assert [u["status"] for u in updates] == ["in_progress", "completed"]
+        assert len({u["compactionId"] for u in updates}) == 1
+        summary = updates[-1]["summary"][0]["text"]
+        assert "## Objective" in summary
+        chunks = a.updates(sid, "compaction_summary_chunk")
+        assert "".join(c["content"]["text"] for c in chunks) == summary
+        assert "Compacted" not in a.text(sid)
+        assert fake.summary_requests == 1
+
+
+async def test_auto_compaction_mid_turn_is_announced_and_the_turn_goes_on(
+    agent: Agent, fake: FakeOpenAI, workspace: Path
+) -> None:
+    sid = await agent.new(workspace)
+    await agent.prompt(sid, "earlier work")
+    call = ("call_1", "read_file", '{"path": "notes.txt"}')
+    fake.push(Reply(tool_calls=[call], prompt_tokens=9_500), when="chat")
+    fake.push(Reply("Done after compacting."), when="chat")
+    before = len(agent.incoming)
+    assert await agent.prompt(sid, "read the notes") == "end_turn"
+    assert fake.summary_requests == 1
+    after = [m["params"]["update"] for m in agent.incoming[before:] if m.get("method")]
+    kinds = [u["sessionUpdate"] for u in after]
+    texts = [u["content"]["text"] for u in after if u["sessionUpdate"] == "agent_message_chunk"]
+    notice = next(i for i, u in enumerate(after) if "Compacted" in str(u.get("content", "")))
+    assert kinds.index("tool_call") < notice
+    assert "Done after compacting." in "".join(texts)
+    last_text = max(i for i, k in enumerate(kinds) if k == "agent_message_chunk")
+    assert notice < last_text
+
+
+async def test_a_compaction_by_another_process_reaches_this_client(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI, workspace: Path
+) -> None:
+    db, env = tmp_path / "s.db", env_for(fake)
+    async with (
+        spawn(db, config_file, env, compaction=True) as watcher,
+        spawn(db, config_file, env) as driver,
+    ):
+        sid = await driver.new(workspace)
+        await driver.prompt(sid, "first")
+        await watcher.conn.load_session(session_id=sid, cwd=str(workspace), mcp_servers=[])
+        assert await driver.prompt(sid, "/compact") == "end_turn"
+        await watcher.wait_until(
+            lambda: (
+                [u["status"] for u in watcher.updates(sid, "compaction_update")][-1:]
+                == ["completed"]
+            )
+        )
+        assert fake.summary_requests == 1
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+async def test_bad_input_gets_errors_and_the_agent_keeps_serving(
+    agent: Agent, workspace: Path
+) -> None:
+    with pytest.raises(RequestError) as e:
+        await agent.raw("session/nonsense", {})
+    assert e.value.code == -32601
+    with pytest.raises(RequestError) as e:
+        await agent.raw("session/prompt", {"prompt": [{"type": "text", "text": "x"}]})
+    assert e.value.code == -32602 and "sessionId" in str(e.value)
+    with pytest.raises(RequestError) as e:
+        await agent.raw("session/new", {"cwd": "relative/dir", "mcpServers": []})
+    assert e.value.code == -32602 and "cwd" in str(e.value)
+    assert agent.process.stdin is not None
+    agent.process.stdin.write(b"this is not json\n")
+    await agent.wait_until(
+        lambda: any(m.get("error", {}).get("code") == -32700 for m in agent.incoming)
+    )
+    sid = await agent.new(workspace)
+    assert await agent.prompt(sid, "still here?") == "end_turn"
+
+
+async def test_a_one_megabyte_prompt(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI, workspace: Path
+) -> None:
+    env = env_for(fake, SESSIONLSP_CONTEXT_LIMIT="2000000", SESSIONLSP_OUTPUT_LIMIT="1000")
+    async with spawn(tmp_path / "s.db", config_file, env) as a:
+        sid = await a.new(workspace)
+        big = "word " * 200_000
+        assert await a.prompt(sid, big) == "end_turn"
+        assert len(fake.last_request.last_user_text) >= len(big) - 10
