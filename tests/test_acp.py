@@ -484,3 +484,24 @@ async def test_a_one_megabyte_prompt(
         big = "word " * 200_000
         assert await a.prompt(sid, big) == "end_turn"
         assert len(fake.last_request.last_user_text) >= len(big) - 10
+
+
+# --- config options -----------------------------------------------------------------------------
+
+
+async def test_config_options_pick_the_model_and_turn_auto_compaction_off(
+    agent: Agent, fake: FakeOpenAI, workspace: Path
+) -> None:
+    sid = await agent.new(workspace)
+    other = await agent.new(workspace)
+    r = await agent.conn.set_config_option(config_id="model", session_id=sid, value="fake-model")
+    assert {o.id: o.current_value for o in r.config_options}["model"] == "fake-model"
+    with pytest.raises(RequestError) as e:
+        await agent.conn.set_config_option(config_id="model", session_id=sid, value="gpt-none")
+    assert e.value.code == -32602
+    r = await agent.conn.set_config_option(config_id="autoCompact", session_id=sid, value="false")
+    assert {o.id: o.current_value for o in r.config_options}["autoCompact"] == "false"
+    await agent.wait_until(lambda: agent.updates(other, "config_option_update"))
+    fake.push(Reply("over the window", prompt_tokens=9_500), when="chat")
+    assert await agent.prompt(sid, "big") == "end_turn"
+    assert fake.summary_requests == 0
