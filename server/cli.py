@@ -20,7 +20,6 @@ from importlib.metadata import version
 
 from server.chat import build_parser, run_chat
 from server.config import ConfigError, default_config_path, load_config
-from server.frontends.acp import serve_stdio as serve_acp
 from server.logs import setup_logging
 from server.lsp_stdio import serve_stdio
 from store import Store, StoreError, default_db_path
@@ -54,6 +53,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _acp(args: argparse.Namespace) -> int:
+    # Imported here: `serve` does not pay for loading the ACP SDK and pydantic (~0.3 s).
+    from server.frontends.acp import serve_stdio as serve_acp  # noqa: PLC0415
+
     config = load_config(config_path=args.config, db_override=args.db)
     setup_logging(config)
     stdout = sys.stdout.buffer
