@@ -1,11 +1,12 @@
 """The ``sessionlsp`` command.
 
 * ``serve [--db PATH] [--config PATH]``: the JSON-RPC server on stdin/stdout (what editors run).
+* ``acp [--db PATH] [--config PATH]``: the Agent Client Protocol agent on stdin/stdout.
 * ``chat [--session ID] [MESSAGE]``: a terminal client that runs ``serve`` and talks to it.
 * ``config [--config PATH]``: the effective configuration, secrets masked.
 * ``info [--db PATH]``: the database's schema version, integrity and contents.
 
-Only ``serve`` writes protocol bytes to stdout; logs always go to stderr or the log file.
+Only ``serve`` and ``acp`` write protocol bytes to stdout; logs always go to stderr or the log file.
 
 The command is the entry point for both the server and the terminal client, so this module is the
 one place in ``server/`` that imports :mod:`client` (for ``chat``); the client imports nothing
@@ -55,6 +56,20 @@ def _serve(args: argparse.Namespace) -> int:
     os._exit(code)  # the stdin reader thread may still be blocked in read()
 
 
+def _acp(args: argparse.Namespace) -> int:
+    # Imported here: `serve` does not pay for loading the ACP SDK and pydantic (~0.3 s).
+    from server.frontends.acp import serve_stdio as serve_acp  # noqa: PLC0415
+
+    config = load_config(config_path=args.config, db_override=args.db)
+    setup_logging(config)
+    stdout = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but ACP messages may reach the real stdout
+    code = serve_acp(config, sys.stdin.buffer, stdout)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # the stdin reader thread may still be blocked in read()
+
+
 def _config(args: argparse.Namespace) -> int:
     config = load_config(config_path=args.config, db_override=args.db)
     print(json.dumps(config.public_json(), indent=2))
@@ -71,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--db", help=f"database file (default: {default_db_path()})")
     serve.add_argument("--config", help=f"config file (default: {default_config_path()})")
 
+    acp = commands.add_parser("acp", help="run the Agent Client Protocol agent on stdin/stdout")
+    acp.add_argument("--db", help=f"database file (default: {default_db_path()})")
+    acp.add_argument("--config", help=f"config file (default: {default_config_path()})")
+
     build_parser(commands)
 
     config = commands.add_parser("config", help="print the effective configuration")
@@ -84,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "acp":
+            return _acp(args)
         if args.command == "chat":
             return run_chat(args, sys.stdin, sys.stdout, sys.stderr)
         if args.command == "config":

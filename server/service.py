@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from server.compaction import CompactionEngine, CompactionOutcome, CompactionSettings
@@ -225,6 +225,14 @@ class Sidecar:
         finally:
             if cancel is not None and self.runner is not None:
                 self.runner.forget_token(session_id, cancel)
+
+    def set_auto_compact(self, on: bool) -> None:
+        """Turn automatic compaction on or off for this process's turns from now on (the ACP
+        front end's ``autoCompact`` option; one ACP client per process)."""
+        self.config = replace(self.config, auto_compact=on)
+        self.engine.settings = replace(self.engine.settings, auto_compact=on)
+        if self.runner is not None:
+            self.runner.settings = replace(self.runner.settings, auto_compact=on)
 
     def sync_now(self) -> None:
         """Send every event committed so far, by any process. Commits made here are sent as
