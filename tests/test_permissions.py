@@ -1,9 +1,10 @@
 """Permission rules: parsing the setting, wildcards, the last match winning, compound commands,
-remembered "always" answers and what they remember."""
+remembered "always" answers, what they remember and how the store keeps them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from server.permissions import (
     split_command,
 )
 from server.tools import TOOLS
+from store import NotFound, Store
 
 EXAMPLE = parse_rules(
     {
@@ -259,3 +261,97 @@ def test_every_tool_has_a_permission_key() -> None:
     assert key_for_tool("bash") == "bash"
     with pytest.raises(KeyError, match="no permission key"):
         key_for_tool("webfetch")
+
+
+# --- remembered in the store --------------------------------------------------------------------
+
+
+def test_a_remembered_permission_survives_reopening_the_store(db_path: Path) -> None:
+    first = Store(db_path)
+    with first.write() as tx:
+        sid = tx.create_session("perm", "/p").id
+        tx.remember_permission(sid, "bash", "git status *")
+        tx.remember_permission(sid, "edit", "src/a.py")
+    first.close()
+
+    again = Store(db_path)
+    with again.read() as tx:
+        stored = tx.remembered_permissions(sid)
+    again.close()
+    assert [(r.key, r.pattern, r.action) for r in stored] == [
+        ("bash", "git status *", "allow"),
+        ("edit", "src/a.py", "allow"),
+    ]
+    assert decide(DEFAULT_RULES, "bash", "git status --short", stored).action == "allow"
+    assert decide(DEFAULT_RULES, "edit", "src/b.py", stored).action == "ask"
+
+
+def test_remembering_writes_a_permission_remembered_event_in_the_same_transaction(
+    store: Store,
+) -> None:
+    with store.write() as tx:
+        sid = tx.create_session().id
+        seq = tx.last_seq()
+        rule = tx.remember_permission(sid, "bash", "make test *")
+        events = tx.events_after(seq)
+    assert [(e.type, e.session_id) for e in events] == [("permission.remembered", sid)]
+    assert events[0].data == {
+        "id": rule.id,
+        "sessionId": sid,
+        "key": "bash",
+        "pattern": "make test *",
+        "action": "allow",
+        "time": {"created": rule.time_created},
+    }
+
+
+def test_remembering_the_same_pattern_twice_stores_it_once_and_sends_no_second_event(
+    store: Store,
+) -> None:
+    with store.write() as tx:
+        sid = tx.create_session().id
+        first = tx.remember_permission(sid, "bash", "git status *")
+    with store.write() as tx:
+        seq = tx.last_seq()
+        again = tx.remember_permission(sid, "bash", "git status *")
+        assert tx.events_after(seq) == []
+        assert again == first
+        assert len(tx.remembered_permissions(sid)) == 1
+
+
+def test_remembered_permissions_belong_to_their_session(store: Store) -> None:
+    with store.write() as tx:
+        one = tx.create_session().id
+        two = tx.create_session().id
+        tx.remember_permission(one, "edit", "docs/a.md")
+        assert tx.remembered_permissions(two) == []
+        with pytest.raises(NotFound):
+            tx.remember_permission("ses_missing", "edit", "docs/a.md")
+        with pytest.raises(ValueError, match="key and a pattern"):
+            tx.remember_permission(one, "edit", "")
+
+
+def test_deleting_the_session_removes_its_remembered_permissions(store: Store) -> None:
+    with store.write() as tx:
+        sid = tx.create_session().id
+        tx.remember_permission(sid, "bash", "git status *")
+    with store.write() as tx:
+        tx.delete_session(sid)
+        count = tx.connection.execute("SELECT count(*) FROM permission_rule").fetchone()
+    assert count is not None and count[0] == 0
+
+
+def test_stored_rules_come_after_the_configured_ones_but_a_configured_deny_still_wins(
+    store: Store,
+) -> None:
+    with store.write() as tx:
+        sid = tx.create_session().id
+        for pattern in always_patterns("bash", "git push origin main && rm -rf build"):
+            tx.remember_permission(sid, "bash", pattern)
+    with store.read() as tx:
+        stored = tx.remembered_permissions(sid)
+    assert [r.pattern for r in stored] == ["git push *", "rm -rf build"]
+    configured = parse_rules({"bash": {"*": "ask", "git push *": "ask", "rm *": "deny"}})
+    assert decide(configured, "bash", "git push origin dev", stored).action == "allow"
+    denied = decide(configured, "bash", "rm -rf build", stored)
+    assert (denied.action, denied.rule.pattern, denied.rule.source) == ("deny", "rm *", "config")
