@@ -11,7 +11,10 @@
 Keys are camelCase in the file and in initializationOptions. In every layer, an empty string
 or null means "not set here". The API key comes from ``$SESSIONLSP_API_KEY``, else
 ``$OPENAI_API_KEY``, else ``apiKey`` in the file, never from initializationOptions (editors log
-those messages). Unknown keys become warnings; values of the wrong kind raise
+those messages). ``permission`` (server/permissions.py) is an object, but a later layer
+replaces it whole rather than merging into it: an editor that sets only ``edit`` puts ``bash``
+back to its default (ask), which errs toward asking, and what a source said is what applies.
+Unknown keys become warnings; values of the wrong kind raise
 :class:`ConfigError`, whose message names the key and where it came from. No message, warning
 or repr contains the API key.
 """
@@ -33,6 +36,7 @@ from typing import Any
 
 import platformdirs
 
+from server.permissions import DEFAULT_RULES, RuleError, Rules, parse_rules
 from server.providers.registry import DEFAULT_PROVIDER, PROVIDERS
 
 log = logging.getLogger(__name__)
@@ -53,12 +57,19 @@ class ConfigError(ValueError):
     """A setting could not be used. The message names the setting and its source."""
 
 
-class _Invalid(Exception):
-    """Raised by a parser: ``expected`` completes "... must be <expected>"."""
+_UNSET = object()
 
-    def __init__(self, expected: str):
+
+class _Invalid(Exception):
+    """Raised by a parser: ``expected`` completes "... must be <expected>". For a structured
+    value, ``path`` names the bad part under the key (``.bash["rm *"]``) and ``got`` is that
+    part, so the message shows the part rather than the whole value."""
+
+    def __init__(self, expected: str, path: str = "", got: object = _UNSET):
         super().__init__(expected)
         self.expected = expected
+        self.path = path
+        self.got = got
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,13 @@ def _parse_log_level(value: object, origin: _Origin) -> str:
     raise _Invalid(", ".join(f'"{level}"' for level in LOG_LEVELS[:-1]) + ' or "critical"')
 
 
+def _parse_permission(value: object, origin: _Origin) -> Rules:
+    try:
+        return parse_rules(value)
+    except RuleError as e:
+        raise _Invalid(e.expected, e.path, e.value) from None
+
+
 @dataclass(frozen=True)
 class _Key:
     """One setting: its field name, how the file and the environment spell it, its parser."""
@@ -159,6 +177,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("db", "db", "SESSIONLSP_DB", _parse_path),
     _Key("log_file", "logFile", "SESSIONLSP_LOG_FILE", _parse_path),
     _Key("log_level", "logLevel", "SESSIONLSP_LOG_LEVEL", _parse_log_level),
+    _Key("permission", "permission", "SESSIONLSP_PERMISSION", _parse_permission),
 )
 _BY_CAMEL = {key.camel: key for key in KEYS}
 _CAMEL = {key.name: key.camel for key in KEYS} | {"api_key": API_KEY_KEY}
@@ -212,6 +231,8 @@ class Config:
     api_key: str | None = field(default=None, repr=False)
     log_file: str | None = None
     log_level: str = "warning"
+    # What tool calls may run unasked (server/permissions.py); replaced whole by a later layer.
+    permission: Rules = DEFAULT_RULES
     # Per field name: "default", "file <path>", "env SESSIONLSP_X", "initializationOptions",
     # or "--db".
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -242,6 +263,7 @@ class Config:
             "apiKey": key_state,
             "logFile": self.log_file,
             "logLevel": self.log_level,
+            "permission": self.permission.to_json(),
             "configFile": self.config_file,
             "sources": {camel: self.sources.get(name, DEFAULT) for name, camel in _CAMEL.items()},
             "warnings": list(self.warnings),
@@ -420,7 +442,8 @@ def _parse(key: _Key, raw: object, origin: _Origin, spelled: str) -> Any:
     try:
         return key.parse(raw, origin)
     except _Invalid as e:
-        message = f"{origin.where(spelled)} must be {e.expected}, got {_describe(raw)}"
+        got = raw if e.got is _UNSET else e.got
+        message = f"{origin.where(spelled + e.path)} must be {e.expected}, got {_describe(got)}"
         raise ConfigError(message) from None
 
 
@@ -465,6 +488,7 @@ def _resolve(layers: ConfigLayers) -> Config:
         "db": None,
         "log_file": None,
         "log_level": "warning",
+        "permission": DEFAULT_RULES,
     }
     for key in KEYS:
         merged.setdefault(key.name, fallback[key.name])

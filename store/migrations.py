@@ -14,6 +14,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (1, "schema.sql"),
     (2, "migration_2.sql"),
     (3, "migration_3.sql"),
+    (4, "migration_4.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
 

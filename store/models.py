@@ -399,6 +399,29 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class PermissionRule:
+    """A remembered "always" answer: calls on ``key`` matching ``pattern`` are allowed in this
+    session (server/permissions.py decides how it combines with the configured rules)."""
+
+    id: str
+    session_id: str
+    key: str
+    pattern: str
+    action: Literal["allow"]
+    time_created: int
+
+    def to_json(self) -> Json:
+        return {
+            "id": self.id,
+            "sessionId": self.session_id,
+            "key": self.key,
+            "pattern": self.pattern,
+            "action": self.action,
+            "time": {"created": self.time_created},
+        }
+
+
+@dataclass(frozen=True)
 class Event:
     seq: int
     session_id: str

@@ -7,8 +7,9 @@ from store.events import EventOps
 from store.leases import LeaseOps
 from store.maintenance import MaintenanceOps
 from store.messages import MessageOps
+from store.permissions import PermissionOps
 from store.sessions import SessionOps
 
 
-class Tx(SessionOps, MessageOps, CompactionOps, LeaseOps, EventOps, MaintenanceOps):
+class Tx(SessionOps, MessageOps, CompactionOps, LeaseOps, EventOps, MaintenanceOps, PermissionOps):
     """A write transaction from ``Store.write()`` or a read snapshot from ``Store.read()``."""

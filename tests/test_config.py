@@ -10,6 +10,7 @@ import pytest
 
 import server.config
 from server.config import Config, ConfigError, default_config_path, load_config
+from server.permissions import decide
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -335,6 +336,7 @@ def test_public_json_shows_every_setting_in_camel_case_with_sources() -> None:
         "apiKey": None,
         "logFile": None,
         "logLevel": "error",
+        "permission": {"read": {"*": "allow"}, "edit": {"*": "ask"}, "bash": {"*": "ask"}},
         "configFile": None,
         "sources": {
             "provider": "default",
@@ -346,6 +348,7 @@ def test_public_json_shows_every_setting_in_camel_case_with_sources() -> None:
             "db": "default",
             "logFile": "default",
             "logLevel": "env SESSIONLSP_LOG_LEVEL",
+            "permission": "default",
             "apiKey": "default",
         },
         "warnings": ['unknown key "colour" in initializationOptions is ignored'],
@@ -362,3 +365,98 @@ def test_a_directly_built_config_reports_defaults() -> None:
     public = Config().public_json()
     assert public["provider"] == "offline"
     assert set(public["sources"].values()) == {"default"}
+
+
+# --- permission ---------------------------------------------------------------------------------
+
+
+def test_permission_defaults_allow_reading_and_ask_before_edits_and_commands() -> None:
+    config = load_config(env={})
+    assert decide(config.permission, "read", "a.py").action == "allow"
+    assert decide(config.permission, "edit", "a.py").action == "ask"
+    assert decide(config.permission, "bash", "ls").action == "ask"
+    assert config.sources["permission"] == "default"
+
+
+def test_permission_is_read_from_a_toml_table_keeping_the_order_of_its_patterns(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        'permission.read = "allow"\n'
+        "[permission.bash]\n"
+        '"*" = "ask"\n"git status*" = "allow"\n"rm *" = "deny"\n'
+        "[permission.edit]\n"
+        '"docs/**" = "allow"\n',
+    )
+    config = load_config(config_path=str(path), env={})
+    assert config.permission.to_json() == {
+        "read": {"*": "allow"},
+        "edit": {"*": "ask", "docs/**": "allow"},
+        "bash": {"*": "ask", "git status*": "allow", "rm *": "deny"},
+    }
+    assert decide(config.permission, "bash", "git status --short").action == "allow"
+    assert decide(config.permission, "bash", "rm -rf x").action == "deny"
+    assert config.sources["permission"] == f"file {path}"
+
+
+def test_permission_in_the_environment_is_json_or_a_bare_word() -> None:
+    as_json = load_config(env={"SESSIONLSP_PERMISSION": '{"edit": {"*": "allow"}}'})
+    assert decide(as_json.permission, "edit", "a.py").action == "allow"
+    assert decide(as_json.permission, "bash", "ls").action == "ask"
+    bare = load_config(env={"SESSIONLSP_PERMISSION": "deny"})
+    assert {decide(bare.permission, k, "x").action for k in ("read", "edit", "bash")} == {"deny"}
+    assert bare.sources["permission"] == "env SESSIONLSP_PERMISSION"
+
+
+def test_a_later_layer_replaces_the_whole_permission_setting(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[permission]\nbash = "allow"\nedit = "allow"\n')
+    config = load_config(
+        config_path=str(path), env={}, init_options={"permission": {"edit": "deny"}}
+    )
+    assert decide(config.permission, "edit", "a.py").action == "deny"
+    assert decide(config.permission, "bash", "ls").action == "ask"  # back to the default
+    assert config.sources["permission"] == "initializationOptions"
+    kept = config.with_init_options({})
+    assert decide(kept.permission, "bash", "ls").action == "allow"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"permission": "sometimes"},
+            'permission in initializationOptions must be "allow", "ask" or "deny", got "sometimes"',
+        ),
+        (
+            {"permission": {"bash": {"*": "ask", "rm *": "never"}}},
+            'permission.bash["rm *"] in initializationOptions must be "allow", "ask" or "deny", '
+            'got "never"',
+        ),
+        (
+            {"permission": {"shell": "ask"}},
+            'permission in initializationOptions must be an object with keys "read", "edit" or '
+            '"bash", got {"shell": "ask"}',
+        ),
+        (
+            {"permission": {"edit": 1}},
+            'permission.edit in initializationOptions must be "allow", "ask" or "deny" or an '
+            "object of pattern -> action, got 1",
+        ),
+    ],
+)
+def test_a_bad_permission_names_the_part_and_the_source(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, init_options=options)
+    assert str(caught.value) == message
+
+
+def test_bad_permission_json_in_the_environment_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"SESSIONLSP_PERMISSION": '{"bash": "allow"'})
+    assert str(caught.value).startswith(
+        "SESSIONLSP_PERMISSION in the environment must be an action word or a JSON object "
+        "(not valid JSON"
+    )

@@ -199,6 +199,27 @@ def test_a_version_1_file_is_upgraded_with_the_unfinished_message_index(
     assert scalar(conn, names) == 1
 
 
+def test_a_version_3_file_is_upgraded_with_the_permission_rule_table(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+        m.setattr(migrations, "LATEST", 3)
+        old = Store(db_path)
+        with old.write() as tx:
+            sid = tx.create_session("from v3").id
+        old.close()
+    assert scalar(raw(db_path), "PRAGMA user_version") == 3
+    store = Store(db_path)
+    with store.write() as tx:
+        tx.remember_permission(sid, "edit", "docs/a.md")
+        assert [r.pattern for r in tx.remembered_permissions(sid)] == ["docs/a.md"]
+        plan = tx.explain("SELECT * FROM permission_rule WHERE session_id = ?", (sid,))
+    store.close()
+    assert scalar(raw(db_path), "PRAGMA user_version") == LATEST >= 4
+    assert any("permission_rule_by_session" in step for step in plan), plan
+
+
 def _newer_database(path: Path, journal_mode: str) -> None:
     conn = raw(path)
     conn.execute(f"PRAGMA journal_mode = {journal_mode}")
