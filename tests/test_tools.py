@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from server.providers.base import ToolSpec
 from server.tools import (
@@ -443,6 +444,11 @@ def test_wrong_argument_types_missing_and_unknown_arguments_are_errors(ws: Path)
     assert call(ws, "grep", pattern="x", glob="*.py").error == (
         'unknown argument "glob"; grep takes pattern, path, include'
     )
+
+
+def test_every_spec_is_a_valid_json_schema_checked_by_the_jsonschema_library() -> None:
+    for tool in TOOLS.values():
+        Draft202012Validator.check_schema(tool.spec.parameters)
 
 
 def test_empty_arguments_and_null_optionals_mean_defaults(ws: Path) -> None:
