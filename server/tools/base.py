@@ -14,6 +14,7 @@ from jsonschema.exceptions import ValidationError
 from server.providers.base import CancelToken, ToolSpec
 
 if TYPE_CHECKING:
+    from server.tools.edits import Plan
     from server.tools.paths import Workspace
 
 MAX_OUTPUT_CHARS = 50_000
@@ -26,12 +27,17 @@ ToolKind = Literal["read", "search", "edit", "execute"]
 
 @dataclass(frozen=True)
 class ToolOutcome:
-    """What a tool call produced. ``error`` is set (and ``output`` empty) when it failed."""
+    """What a tool call produced. ``error`` is set (and ``output`` empty) when it failed.
+
+    ``metadata`` is for the front ends, never for the model: a tool that changed files sets
+    ``{"files": [{"path", "action", "diff", "before", "movedFrom"?}]}`` (see
+    :mod:`server.tools.edits`); the read tools leave it None."""
 
     output: str
     title: str
     error: str | None = None
     truncated: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 class ToolError(Exception):
@@ -48,18 +54,26 @@ class RunContext:
 
 
 Run = Callable[["Workspace", Mapping[str, Any], str, RunContext], ToolOutcome]
+Planner = Callable[["Workspace", Mapping[str, Any], str], "Plan"]
 
 
 @dataclass(frozen=True)
 class Tool:
     """One tool: what the model is told (``spec``), what runs (``run``), and what kind of
     thing it does. ``run(workspace, args, title, context)`` gets arguments already checked
-    against ``spec`` and raises :class:`ToolError` for what the model should hear."""
+    against ``spec`` and raises :class:`ToolError` for what the model should hear.
+
+    A tool that changes files also has ``plan``: the change computed, nothing written (see
+    :mod:`server.tools.edits`); its ``run`` applies that plan. ``offered`` says whether the
+    model is told of the tool at all."""
 
     spec: ToolSpec
     run: Run
     kind: ToolKind
-    title_from: str = "path"  # the argument that titles the tool part ("." when absent)
+    # the argument that titles the tool part ("." when absent); None: the tool's name
+    title_from: str | None = "path"
+    offered: bool = True
+    plan: Planner | None = None
 
     @property
     def name(self) -> str:
