@@ -1,9 +1,17 @@
-"""Read-only workspace tools the model may call: ``read_file``, ``list_files`` and ``grep``.
+"""Workspace tools: ``read_file``, ``list_files`` and ``grep``, which the model may call, and
+``edit``, ``write`` and ``apply_patch``, which change files and are not offered to the model
+until the permission gate (issue 8) asks before each change.
 
 :data:`TOOLS` is the one table of tools: each entry's spec (what the model is told), its run
-function and its kind. :data:`TOOL_SPECS` is derived from it, and :func:`run_tool` looks the
-name up there: a name that is not in the table is a tool error, never some other tool. Adding a
-tool is one module here (its ``SPEC`` and ``run``) plus one line in :data:`TOOLS`.
+function, its kind and whether it is offered. :data:`TOOL_SPECS` (what the model is offered)
+is derived from it, and :func:`run_tool` looks the name up there: a name that is not in the
+table, or not offered, is a tool error, never some other tool. Adding a tool is one module here
+(its ``SPEC`` and ``run``, or ``plan`` for a tool that changes files) plus one line in
+:data:`TOOLS`. Arguments are checked against the spec's JSON schema before anything runs.
+
+A tool that changes files is planned, then applied (:mod:`server.tools.edits`):
+:func:`plan_tool` computes each file's new content and diff with nothing written, so the
+permission question can show them, and :func:`apply_plan` writes the plan atomically.
 
 Every path is relative to a root directory (the session's directory) and must stay inside it
 (:mod:`server.tools.paths`). Output is capped at 50 000 characters and 2 000 lines, closing note
