@@ -217,6 +217,27 @@ def test_a_failed_write_of_a_new_file_removes_the_directories_it_made(
     assert snapshot(ws) == before
 
 
+def test_write_refuses_content_with_a_lone_surrogate(ws: Path) -> None:
+    outcome = run_tool(
+        "write", '{"path": "a.txt", "content": "x\\ud800"}', ws, include_unoffered=True
+    )
+    assert outcome.error is not None and "lone surrogate" in outcome.error
+    assert not (ws / "a.txt").exists()
+
+
+@needs_symlinks
+def test_a_file_name_that_is_not_utf8_can_be_edited_by_its_escaped_name(tmp_path: Path) -> None:
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
+    with open(raw, "wb") as handle:
+        handle.write(b"tea\n")
+    outcome = call(tmp_path, "edit", path="caf\\xe9.txt", oldString="tea", newString="coffee")
+    assert ok(outcome) == "Edited caf\\xe9.txt: 1 replacement (+1 -1 lines)."
+    with open(raw, "rb") as handle:
+        assert handle.read() == b"coffee\n"
+    assert outcome.metadata is not None
+    json.dumps(outcome.metadata, ensure_ascii=False).encode("utf-8")  # no lone surrogate
+
+
 # --- confinement -----------------------------------------------------------------------------
 
 
@@ -378,6 +399,32 @@ def test_a_patch_with_one_failing_hunk_writes_nothing(ws: Path) -> None:
         "    return 41\nThe nearest lines in the file:\n"
     )
     assert "    4|     return 42" in outcome.error
+    assert snapshot(ws) == before
+
+
+def test_a_patch_whose_second_file_fails_to_write_leaves_every_file_and_no_temporary_file(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(ws)
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def fsync_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr("server.tools.edits.os.fsync", fsync_once)
+    text = patch(
+        "*** Update File: README.md",
+        "-run main",
+        "+run all",
+        "*** Add File: deep/new.txt",
+        "+new",
+    )
+    outcome = call(ws, "apply_patch", patchText=text)
+    assert outcome.error == 'cannot write "deep/new.txt": Input/output error'
     assert snapshot(ws) == before
 
 

@@ -324,7 +324,7 @@ def _stage(change: FileChange, created: list[Path]) -> Path:
     try:
         _make_parents(parent, created)
         fd, name = tempfile.mkstemp(
-            prefix=f".{change.real.name}.", suffix=".sessionlsp-tmp", dir=parent
+            prefix=f".{change.real.name[:100]}.", suffix=".sessionlsp-tmp", dir=parent
         )
     except OSError as e:
         raise ToolError(f"cannot write {quoted(change.shown)}: {e.strerror}") from None
