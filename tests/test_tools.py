@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from server.providers.base import ToolSpec
 from server.tools import (
@@ -394,12 +395,20 @@ def test_an_unknown_tool_never_runs_grep(ws: Path, spawned: list[subprocess.Pope
     assert spawned == []  # grep runs in a child: none was started
 
 
-def test_the_specs_are_the_table_of_tools() -> None:
-    assert tuple(tool.spec for tool in TOOLS.values()) == TOOL_SPECS
+def test_the_specs_are_the_table_of_tools_offered_to_the_model() -> None:
+    assert tuple(tool.spec for tool in TOOLS.values() if tool.offered) == TOOL_SPECS
     assert {name: tool.kind for name, tool in TOOLS.items()} == {
         "read_file": "read",
         "list_files": "read",
         "grep": "search",
+        "edit": "edit",
+        "write": "edit",
+        "apply_patch": "edit",
+    }
+    assert {name for name, tool in TOOLS.items() if not tool.offered} == {
+        "edit",
+        "write",
+        "apply_patch",
     }
 
 
@@ -443,6 +452,11 @@ def test_wrong_argument_types_missing_and_unknown_arguments_are_errors(ws: Path)
     assert call(ws, "grep", pattern="x", glob="*.py").error == (
         'unknown argument "glob"; grep takes pattern, path, include'
     )
+
+
+def test_every_spec_is_a_valid_json_schema_checked_by_the_jsonschema_library() -> None:
+    for tool in TOOLS.values():
+        Draft202012Validator.check_schema(tool.spec.parameters)
 
 
 def test_empty_arguments_and_null_optionals_mean_defaults(ws: Path) -> None:

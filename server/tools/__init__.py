@@ -1,9 +1,17 @@
-"""Read-only workspace tools the model may call: ``read_file``, ``list_files`` and ``grep``.
+"""Workspace tools: ``read_file``, ``list_files`` and ``grep``, which the model may call, and
+``edit``, ``write`` and ``apply_patch``, which change files and are not offered to the model
+until the permission gate (issue 8) asks before each change.
 
 :data:`TOOLS` is the one table of tools: each entry's spec (what the model is told), its run
-function and its kind. :data:`TOOL_SPECS` is derived from it, and :func:`run_tool` looks the
-name up there: a name that is not in the table is a tool error, never some other tool. Adding a
-tool is one module here (its ``SPEC`` and ``run``) plus one line in :data:`TOOLS`.
+function, its kind and whether it is offered. :data:`TOOL_SPECS` (what the model is offered)
+is derived from it, and :func:`run_tool` looks the name up there: a name that is not in the
+table, or not offered, is a tool error, never some other tool. Adding a tool is one module here
+(its ``SPEC`` and ``run``, or ``plan`` for a tool that changes files) plus one line in
+:data:`TOOLS`. Arguments are checked against the spec's JSON schema before anything runs.
+
+A tool that changes files is planned, then applied (:mod:`server.tools.edits`):
+:func:`plan_tool` computes each file's new content and diff with nothing written, so the
+permission question can show them, and :func:`apply_plan` writes the plan atomically.
 
 Every path is relative to a root directory (the session's directory) and must stay inside it
 (:mod:`server.tools.paths`). Output is capped at 50 000 characters and 2 000 lines, closing note
@@ -30,9 +38,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from server.providers.base import CancelToken, ToolSpec
-from server.tools import grep, list_files, read_file
+from server.tools import apply_patch, edit, grep, list_files, read_file, write
 from server.tools.base import (
     CHILD_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -45,6 +54,7 @@ from server.tools.base import (
     printable,
     quoted,
 )
+from server.tools.edits import Plan, apply, edit_tool
 from server.tools.grep import MAX_GREP_MATCHES
 from server.tools.list_files import MAX_LIST_ENTRIES
 from server.tools.paths import Workspace
@@ -60,10 +70,16 @@ TOOLS: Mapping[str, Tool] = MappingProxyType(
             Tool(read_file.SPEC, read_file.run, "read"),
             Tool(list_files.SPEC, list_files.run, "read"),
             Tool(grep.SPEC, grep.run, "search", title_from="pattern"),
+            # The tools that change files are not offered to the model (offered=False) until
+            # the permission gate of issue 8 asks before each change; see edits.edit_tool.
+            edit_tool(edit.SPEC, edit.plan),
+            edit_tool(write.SPEC, write.plan),
+            edit_tool(apply_patch.SPEC, apply_patch.plan, title_from=None),
         )
     }
 )
-TOOL_SPECS: tuple[ToolSpec, ...] = tuple(tool.spec for tool in TOOLS.values())
+# What the model is offered: the read and search tools only, for now (see above).
+TOOL_SPECS: tuple[ToolSpec, ...] = tuple(tool.spec for tool in TOOLS.values() if tool.offered)
 
 
 def run_tool(
@@ -73,18 +89,68 @@ def run_tool(
     *,
     cancel: CancelToken | None = None,
     grep_timeout_s: float = GREP_TIMEOUT_S,
+    include_unoffered: bool = False,
 ) -> ToolOutcome:
     """Run tool ``name`` with ``arguments`` (the model's raw JSON text) inside ``root``.
 
-    ``grep`` runs in a child process that is stopped after ``grep_timeout_s`` seconds or as
-    soon as ``cancel`` is set; both come back as a tool error.
+    Only the tools offered to the model run, unless ``include_unoffered``: the turn runs what
+    the model names, and a model must not reach the file-changing tools by guessing their
+    names before the permission gate asks. ``grep`` runs in a child process that is stopped
+    after ``grep_timeout_s`` seconds or as soon as ``cancel`` is set; both come back as a
+    tool error.
     """
+    tool = _find(name, include_unoffered)
+    if isinstance(tool, ToolOutcome):
+        return tool
+    return call(tool, arguments, root, RunContext(cancel, grep_timeout_s))
+
+
+def plan_tool(name: str, arguments: str, root: Path) -> Plan | ToolOutcome:
+    """What tool ``name`` would change, computed with nothing written: a :class:`Plan` (each
+    file's new content and diff, for the permission question), or the error the call would
+    end in. Planning writes nothing, so unoffered tools are planned too."""
+    tool = _find(name, include_unoffered=True)
+    if isinstance(tool, ToolOutcome):
+        return tool
+    planner = tool.plan
+    if planner is None:
+        return ToolOutcome(output="", title=tool.name, error=f"{tool.name} changes no file")
+    title = _title(tool, {})
+    try:
+        args = parse_arguments(tool.spec, arguments)
+        title = _title(tool, args)
+        return planner(Workspace.open(root), args, title)
+    except ToolError as e:
+        return ToolOutcome(output="", title=title, error=str(e))
+    except Exception:
+        log.exception("planning %s failed", tool.name)
+        return ToolOutcome(output="", title=title, error=f"{tool.name} failed unexpectedly")
+
+
+def apply_plan(plan: Plan) -> ToolOutcome:
+    """Write what :func:`plan_tool` planned (atomically; refused if a file changed since)."""
+    try:
+        return apply(plan)
+    except ToolError as e:
+        return ToolOutcome(output="", title=plan.title, error=str(e))
+    except Exception:
+        log.exception("applying %s failed", plan.tool)
+        return ToolOutcome(output="", title=plan.title, error=f"{plan.tool} failed unexpectedly")
+
+
+def _find(name: str, include_unoffered: bool) -> Tool | ToolOutcome:
     tool = TOOLS.get(name)
-    if tool is None:
-        known = ", ".join(TOOLS)
+    if tool is None or not (tool.offered or include_unoffered):
+        known = ", ".join(n for n, t in TOOLS.items() if t.offered or include_unoffered)
         error = f"unknown tool {quoted(name)}; the tools are {known}"
         return ToolOutcome(output="", title=printable(name), error=error)
-    return call(tool, arguments, root, RunContext(cancel, grep_timeout_s))
+    return tool
+
+
+def _title(tool: Tool, args: Mapping[str, Any]) -> str:
+    if tool.title_from is None:
+        return tool.name
+    return printable(str(args.get(tool.title_from, ".")))
 
 
 def grep_here(arguments: str, root: Path) -> ToolOutcome:
@@ -98,7 +164,7 @@ def call(tool: Tool, arguments: str, root: Path, context: RunContext) -> ToolOut
     title = tool.name
     try:
         args = parse_arguments(tool.spec, arguments)
-        title = printable(str(args.get(tool.title_from, ".")))
+        title = _title(tool, args)
         return tool.run(Workspace.open(root), args, title, context)
     except ToolError as e:
         return ToolOutcome(output="", title=title, error=str(e))
@@ -115,8 +181,11 @@ __all__ = [
     "MAX_OUTPUT_LINES",
     "TOOLS",
     "TOOL_SPECS",
+    "Plan",
     "Tool",
     "ToolOutcome",
+    "apply_plan",
     "grep_here",
+    "plan_tool",
     "run_tool",
 ]

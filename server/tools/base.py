@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 
 from server.providers.base import CancelToken, ToolSpec
 
 if TYPE_CHECKING:
+    from server.tools.edits import Plan
     from server.tools.paths import Workspace
 
 MAX_OUTPUT_CHARS = 50_000
@@ -23,12 +27,17 @@ ToolKind = Literal["read", "search", "edit", "execute"]
 
 @dataclass(frozen=True)
 class ToolOutcome:
-    """What a tool call produced. ``error`` is set (and ``output`` empty) when it failed."""
+    """What a tool call produced. ``error`` is set (and ``output`` empty) when it failed.
+
+    ``metadata`` is for the front ends, never for the model: a tool that changed files sets
+    ``{"files": [{"path", "action", "diff", "before", "movedFrom"?}]}`` (see
+    :mod:`server.tools.edits`); the read tools leave it None."""
 
     output: str
     title: str
     error: str | None = None
     truncated: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 class ToolError(Exception):
@@ -45,18 +54,26 @@ class RunContext:
 
 
 Run = Callable[["Workspace", Mapping[str, Any], str, RunContext], ToolOutcome]
+Planner = Callable[["Workspace", Mapping[str, Any], str], "Plan"]
 
 
 @dataclass(frozen=True)
 class Tool:
     """One tool: what the model is told (``spec``), what runs (``run``), and what kind of
     thing it does. ``run(workspace, args, title, context)`` gets arguments already checked
-    against ``spec`` and raises :class:`ToolError` for what the model should hear."""
+    against ``spec`` and raises :class:`ToolError` for what the model should hear.
+
+    A tool that changes files also has ``plan``: the change computed, nothing written (see
+    :mod:`server.tools.edits`); its ``run`` applies that plan. ``offered`` says whether the
+    model is told of the tool at all."""
 
     spec: ToolSpec
     run: Run
     kind: ToolKind
-    title_from: str = "path"  # the argument that titles the tool part ("." when absent)
+    # the argument that titles the tool part ("." when absent); None: the tool's name
+    title_from: str | None = "path"
+    offered: bool = True
+    plan: Planner | None = None
 
     @property
     def name(self) -> str:
@@ -90,7 +107,9 @@ def printable(text: str) -> str:
 
 
 def parse_arguments(spec: ToolSpec, arguments: str) -> dict[str, Any]:
-    """The arguments checked against the spec's schema; null optional values are dropped."""
+    """The arguments checked against the spec's JSON schema (with the ``jsonschema`` library);
+    null values are dropped first, so a null optional argument means its default. The first
+    violation becomes a :class:`ToolError` that names the argument."""
     text = arguments.strip() if isinstance(arguments, str) else arguments
     if not isinstance(text, str):
         raise ToolError("arguments must be a JSON object")
@@ -105,39 +124,68 @@ def parse_arguments(spec: ToolSpec, arguments: str) -> dict[str, Any]:
             ) from None
     if not isinstance(raw, dict):
         raise ToolError("arguments must be a JSON object")
-    properties: Mapping[str, Mapping[str, Any]] = spec.parameters["properties"]
-    required: Iterable[str] = spec.parameters.get("required", ())
-    args: dict[str, Any] = {}
-    for key, value in raw.items():
-        schema = properties.get(key)
-        if schema is None:
-            takes = ", ".join(properties)
-            raise ToolError(f"unknown argument {quoted(key)}; {spec.name} takes {takes}")
-        if value is None:
-            continue
-        args[key] = _check_value(key, value, schema)
-    for key in required:
-        if key not in args:
-            raise ToolError(f"missing required argument {quoted(key)}")
+    args = {key: value for key, value in raw.items() if value is not None}
+    schema = spec.parameters
+    errors = sorted(
+        Draft202012Validator(schema).iter_errors(args), key=lambda e: _error_rank(schema, e)
+    )
+    if errors:
+        raise ToolError(_describe(spec, errors[0], args))
+    properties: Mapping[str, Mapping[str, Any]] = schema["properties"]
+    for key, value in args.items():
+        if properties[key].get("type") == "integer" and isinstance(value, float):
+            args[key] = int(value)  # 2.0 is an integer to JSON Schema; the tools want int
     return args
 
 
-def _check_value(key: str, value: object, schema: Mapping[str, Any]) -> object:
-    kind = schema["type"]
-    if kind == "string":
-        if not isinstance(value, str):
-            raise ToolError(f"argument {quoted(key)} must be a string")
-        return value
-    if kind == "integer":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ToolError(f"argument {quoted(key)} must be an integer")
-        minimum = schema.get("minimum")
-        if minimum is not None and value < minimum:
-            raise ToolError(f"argument {quoted(key)} must be at least {minimum}, got {value}")
-        return value
-    raise AssertionError(f"schema type {kind} is not handled")
+def _error_rank(schema: Mapping[str, Any], error: ValidationError) -> tuple[int, int]:
+    """Unknown arguments first, then each argument's own problem in the schema's order, then
+    missing ones: the order the model most likely wants to hear them in."""
+    if error.validator == "additionalProperties":
+        return (0, 0)
+    if error.validator == "required" and not error.absolute_path:
+        return (2, 0)
+    order = list(schema.get("properties", {}))
+    field = str(error.absolute_path[0]) if error.absolute_path else ""
+    return (1, order.index(field) if field in order else len(order))
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean (true or false)",
+    "object": "an object",
+    "array": "an array",
+}
+
+
+def _describe(spec: ToolSpec, error: ValidationError, args: Mapping[str, Any]) -> str:
+    """One sentence about ``error`` that names the argument."""
+    properties: Mapping[str, Any] = spec.parameters.get("properties", {})
+    if error.validator == "additionalProperties" and not error.absolute_path:
+        unknown = next(key for key in args if key not in properties)
+        return f"unknown argument {quoted(unknown)}; {spec.name} takes {', '.join(properties)}"
+    required: Iterable[str] = spec.parameters.get("required", ())
+    if error.validator == "required" and not error.absolute_path:
+        missing = next(key for key in required if key not in args)
+        return f"missing required argument {quoted(missing)}"
+    where = ".".join(str(part) for part in error.absolute_path)
+    name = f"argument {quoted(where)}"
+    if error.validator == "type":
+        wanted: object = error.validator_value
+        kinds = [wanted] if isinstance(wanted, str) else list(cast("Iterable[str]", wanted))
+        return f"{name} must be " + " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
+    if error.validator == "minimum":
+        return f"{name} must be at least {error.validator_value}, got {error.instance}"
+    if error.validator == "minLength":
+        if error.validator_value == 1:
+            return f"{name} must not be empty"
+        return f"{name} must be at least {error.validator_value} characters long"
+    detail = printable(error.message)
+    if len(detail) > 200:
+        detail = detail[:200] + "…"
+    return f"{name} is not valid: {detail}"
 
 
 # --- output caps -----------------------------------------------------------------------------

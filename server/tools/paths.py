@@ -58,6 +58,30 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A path a tool may write: inside the root, existing or not."""
+
+    shown: str  # the path relative to the root, as the model should write it
+    real: Path  # where it is or will be (inside the root)
+    exists: bool
+    is_dir: bool
+
+
+def _check_given(given: str) -> None:
+    """Refuse what no tool path may be: empty, NUL, absolute, or containing ``..``."""
+    if given == "":
+        raise ToolError("path is empty; give a path relative to the workspace root")
+    if "\0" in given:
+        raise ToolError(f"path {quoted(given)} contains a NUL character")
+    if PurePosixPath(given).is_absolute() or PureWindowsPath(given).anchor:
+        raise ToolError(
+            f"path {quoted(given)} is absolute; give a path relative to the workspace root"
+        )
+    if ".." in re.split(r"[\\/]", given):
+        raise ToolError(f"path {quoted(given)} contains '..'; paths must stay in the workspace")
+
+
+@dataclass(frozen=True)
 class Workspace:
     root: Path  # the real path of the root
 
@@ -73,16 +97,7 @@ class Workspace:
 
     def resolve(self, given: str) -> Entry:
         """The existing file or directory ``given`` names, which must be inside the root."""
-        if given == "":
-            raise ToolError("path is empty; give a path relative to the workspace root")
-        if "\0" in given:
-            raise ToolError(f"path {quoted(given)} contains a NUL character")
-        if PurePosixPath(given).is_absolute() or PureWindowsPath(given).anchor:
-            raise ToolError(
-                f"path {quoted(given)} is absolute; give a path relative to the workspace root"
-            )
-        if ".." in re.split(r"[\\/]", given):
-            raise ToolError(f"path {quoted(given)} contains '..'; paths must stay in the workspace")
+        _check_given(given)
         shown = printable(str(PurePosixPath(given.replace("\\", "/"))))
         found = self._find(given, given)
         if found is None:
@@ -95,6 +110,33 @@ class Workspace:
         return Entry(
             shown, printable(real.name), real, stat.S_ISDIR(mode), descend=stat.S_ISDIR(mode)
         )
+
+    def target(self, given: str) -> Target:
+        """Where a tool may write what ``given`` names: an existing file, or a new one whose
+        missing parent directories will be created. Confined exactly as :meth:`resolve`: no
+        absolute path, no ``..``, and the real path (symlinks followed, a dangling one too)
+        inside the root. A name list_files showed escaped finds its file again."""
+        _check_given(given)
+        path, shown = given, printable(str(PurePosixPath(given.replace("\\", "/"))))
+        odd = unescaped(given)
+        if odd is not None and self._find(odd, given) is not None:
+            path, shown = odd, printable(str(PurePosixPath(odd)))
+        try:
+            real = Path(os.path.realpath(self.root / path))
+            os.fsencode(real)
+        except UnicodeEncodeError:  # a lone surrogate that no file name can hold
+            raise ToolError(f"path {quoted(given)} cannot be a file name") from None
+        if not self.contains(real):
+            raise ToolError(f"path {quoted(given)} leads outside the workspace")
+        if real == self.root:
+            raise ToolError(f"path {quoted(given)} is the workspace root, not a file")
+        try:
+            mode = real.stat().st_mode
+        except FileNotFoundError:
+            return Target(shown, real, exists=False, is_dir=False)
+        except OSError as e:  # NotADirectoryError: a parent is a file
+            raise ToolError(f"cannot write {quoted(given)}: {e.strerror}") from None
+        return Target(shown, real, exists=True, is_dir=stat.S_ISDIR(mode))
 
     def _find(self, path: str, given: str) -> tuple[Path, int] | None:
         """The real path and mode of ``path`` inside the root; None when nothing is there."""
