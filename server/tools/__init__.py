@@ -1,4 +1,5 @@
-"""Read-only workspace tools the model may call: ``read_file``, ``list_files`` and ``grep``.
+"""Workspace tools the model may call: ``read_file``, ``list_files`` and ``grep``, and ``bash``,
+which is in the table but not offered to the model yet (see :attr:`Tool.offered`).
 
 :data:`TOOLS` is the one table of tools: each entry's spec (what the model is told), its run
 function and its kind. :data:`TOOL_SPECS` is derived from it, and :func:`run_tool` looks the
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from server.providers.base import CancelToken, ToolSpec
-from server.tools import grep, list_files, read_file
+from server.tools import bash, grep, list_files, read_file
 from server.tools.base import (
     CHILD_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -41,6 +42,7 @@ from server.tools.base import (
     Tool,
     ToolError,
     ToolOutcome,
+    ToolSettings,
     parse_arguments,
     printable,
     quoted,
@@ -60,10 +62,14 @@ TOOLS: Mapping[str, Tool] = MappingProxyType(
             Tool(read_file.SPEC, read_file.run, "read"),
             Tool(list_files.SPEC, list_files.run, "read"),
             Tool(grep.SPEC, grep.run, "search", title_from="pattern"),
+            # Not offered: the permission gate of issue 8 (bash asks by default) is not wired
+            # yet, and until it is, the model must not run commands.
+            Tool(bash.SPEC, bash.run, "execute", title_from="command", offered=False),
         )
     }
 )
-TOOL_SPECS: tuple[ToolSpec, ...] = tuple(tool.spec for tool in TOOLS.values())
+# What the model is told: the offered tools only.
+TOOL_SPECS: tuple[ToolSpec, ...] = tuple(tool.spec for tool in TOOLS.values() if tool.offered)
 
 
 def run_tool(
@@ -73,18 +79,26 @@ def run_tool(
     *,
     cancel: CancelToken | None = None,
     grep_timeout_s: float = GREP_TIMEOUT_S,
+    settings: ToolSettings | None = None,
+    unoffered: bool = False,
 ) -> ToolOutcome:
     """Run tool ``name`` with ``arguments`` (the model's raw JSON text) inside ``root``.
 
     ``grep`` runs in a child process that is stopped after ``grep_timeout_s`` seconds or as
-    soon as ``cancel`` is set; both come back as a tool error.
+    soon as ``cancel`` is set; both come back as a tool error. ``bash`` is killed with its
+    process group on its own timeout or on ``cancel``, and runs in the sandbox ``settings``
+    name (by default, the configured defaults: bwrap when it is on PATH).
+
+    A tool that is not offered to the model (``bash`` for now) is unknown here unless
+    ``unoffered`` is set, so that a model calling it anyway runs nothing; tests set it.
     """
     tool = TOOLS.get(name)
-    if tool is None:
-        known = ", ".join(TOOLS)
+    if tool is None or not (tool.offered or unoffered):
+        known = ", ".join(spec.name for spec in TOOL_SPECS)
         error = f"unknown tool {quoted(name)}; the tools are {known}"
         return ToolOutcome(output="", title=printable(name), error=error)
-    return call(tool, arguments, root, RunContext(cancel, grep_timeout_s))
+    context = RunContext(cancel, grep_timeout_s, settings or ToolSettings())
+    return call(tool, arguments, root, context)
 
 
 def grep_here(arguments: str, root: Path) -> ToolOutcome:
@@ -117,6 +131,7 @@ __all__ = [
     "TOOL_SPECS",
     "Tool",
     "ToolOutcome",
+    "ToolSettings",
     "grep_here",
     "run_tool",
 ]

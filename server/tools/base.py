@@ -19,6 +19,8 @@ MAX_LINE_CHARS = 2_000  # longer lines are cut, in read_file and in grep's outpu
 CHILD_TIMEOUT_S = 10.0  # wall-clock limit of a tool that runs in a child process (grep)
 
 ToolKind = Literal["read", "search", "edit", "execute"]
+Sandbox = Literal["bwrap", "none"]
+SANDBOXES: tuple[Sandbox, ...] = ("bwrap", "none")
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,20 @@ class ToolError(Exception):
 
 
 @dataclass(frozen=True)
+class ToolSettings:
+    """What the configuration says about tools (see :mod:`server.config`)."""
+
+    sandbox: Sandbox | None = None  # where bash runs; None: bwrap when it is on PATH, else none
+
+
+@dataclass(frozen=True)
 class RunContext:
-    """What a call may need besides its arguments: the turn's cancel token, and the wall-clock
-    limit of a tool that runs in a child process."""
+    """What a call may need besides its arguments: the turn's cancel token, the wall-clock
+    limit of a tool that runs in a child process (grep), and the tool settings."""
 
     cancel: CancelToken | None = None
     timeout_s: float = CHILD_TIMEOUT_S
+    settings: ToolSettings = ToolSettings()
 
 
 Run = Callable[["Workspace", Mapping[str, Any], str, RunContext], ToolOutcome]
@@ -57,6 +67,10 @@ class Tool:
     run: Run
     kind: ToolKind
     title_from: str = "path"  # the argument that titles the tool part ("." when absent)
+    # Whether the model is told about the tool (TOOL_SPECS). An unoffered tool can still be
+    # run through run_tool, by tests. bash is not offered until the permission gate of issue 8
+    # asks the user before each command: until then the model must not run commands.
+    offered: bool = True
 
     @property
     def name(self) -> str:
@@ -136,6 +150,9 @@ def _check_value(key: str, value: object, schema: Mapping[str, Any]) -> object:
         minimum = schema.get("minimum")
         if minimum is not None and value < minimum:
             raise ToolError(f"argument {quoted(key)} must be at least {minimum}, got {value}")
+        maximum = schema.get("maximum")
+        if maximum is not None and value > maximum:
+            raise ToolError(f"argument {quoted(key)} must be at most {maximum}, got {value}")
         return value
     raise AssertionError(f"schema type {kind} is not handled")
 
