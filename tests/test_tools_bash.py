@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -26,8 +27,10 @@ from pathlib import Path
 
 import pytest
 
+import server.config
+from server.config import Sandbox, load_config
+from server.service import Sidecar
 from server.tools import TOOL_SPECS, TOOLS, ToolOutcome, ToolSettings, run_tool
-from server.tools.base import Sandbox
 from server.tools.bash import (
     MAX_BASH_OUTPUT_CHARS,
     CappedText,
@@ -35,6 +38,7 @@ from server.tools.bash import (
     sandbox_in_use,
     sandbox_warning,
 )
+from tests.test_service import Recorder
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_BWRAP = sandbox_in_use(None) == "bwrap"
@@ -420,3 +424,30 @@ def test_sandbox_bwrap_without_bwrap_refuses_to_run_the_command(
     outcome = bash(root, "echo x > ran", "bwrap")
     assert outcome.error is not None and "bwrap is not on PATH" in outcome.error
     assert not (root / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "bwrap", "warned"),
+    [(None, None, True), ("none", None, False), (None, "/usr/bin/bwrap", False)],
+)
+def test_the_server_warns_once_at_start_when_commands_would_run_unconfined(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    sandbox: str | None,
+    bwrap: str | None,
+    warned: bool,
+) -> None:
+    monkeypatch.setattr(server.config, "default_config_path", lambda: tmp_path / "none.toml")
+    monkeypatch.setattr("server.tools.bash.bwrap_path", lambda: bwrap)
+    env = {"SESSIONLSP_SANDBOX": sandbox} if sandbox else {}
+    config = load_config(env=env, db_override=str(tmp_path / "s.db"))
+    with caplog.at_level(logging.WARNING, logger="server.service"):
+        sidecar = Sidecar(config, Recorder())
+    try:
+        lines = [r.getMessage() for r in caplog.records if "bwrap" in r.getMessage()]
+        assert len(lines) == (1 if warned else 0)
+        assert sidecar.runner is not None
+        assert sidecar.runner.settings.tools == ToolSettings(sandbox=config.sandbox)
+    finally:
+        sidecar.close()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from server.config import Sandbox
 from server.providers.base import CancelToken, ToolSpec
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ MAX_LINE_CHARS = 2_000  # longer lines are cut, in read_file and in grep's outpu
 CHILD_TIMEOUT_S = 10.0  # wall-clock limit of a tool that runs in a child process (grep)
 
 ToolKind = Literal["read", "search", "edit", "execute"]
-Sandbox = Literal["bwrap", "none"]
-SANDBOXES: tuple[Sandbox, ...] = ("bwrap", "none")
 
 
 @dataclass(frozen=True)

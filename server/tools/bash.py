@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from server.config import API_KEY_ENVS
+from server.config import API_KEY_ENVS, Sandbox
 from server.providers.base import ToolSpec
 from server.tools import child
-from server.tools.base import RunContext, Sandbox, ToolError, ToolOutcome, printable
+from server.tools.base import RunContext, ToolError, ToolOutcome, printable
 from server.tools.paths import Workspace
 
 MAX_BASH_OUTPUT_CHARS = 30_000

@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from server.config import SANDBOXES
 from server.tools import ToolSettings, run_tool
-from server.tools.base import SANDBOXES
 
 
 def main() -> int:
