@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, cast
 
 import platformdirs
 
@@ -49,6 +49,8 @@ API_KEY_KEY = "apiKey"
 INIT_OPTIONS = "initializationOptions"
 DEFAULT = "default"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+Sandbox = Literal["bwrap", "none"]  # where the bash tool runs commands (server/tools/bash.py)
+SANDBOXES: tuple[Sandbox, ...] = ("bwrap", "none")
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
@@ -157,6 +159,12 @@ def _parse_permission(value: object, origin: _Origin) -> Rules:
         raise _Invalid(e.expected, e.path, e.value) from None
 
 
+def _parse_sandbox(value: object, origin: _Origin) -> Sandbox:
+    if isinstance(value, str) and value.strip().lower() in SANDBOXES:
+        return cast(Sandbox, value.strip().lower())
+    raise _Invalid('"bwrap" or "none"')
+
+
 @dataclass(frozen=True)
 class _Key:
     """One setting: its field name, how the file and the environment spell it, its parser."""
@@ -178,6 +186,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("log_file", "logFile", "SESSIONLSP_LOG_FILE", _parse_path),
     _Key("log_level", "logLevel", "SESSIONLSP_LOG_LEVEL", _parse_log_level),
     _Key("permission", "permission", "SESSIONLSP_PERMISSION", _parse_permission),
+    _Key("sandbox", "sandbox", "SESSIONLSP_SANDBOX", _parse_sandbox),
 )
 _BY_CAMEL = {key.camel: key for key in KEYS}
 _CAMEL = {key.name: key.camel for key in KEYS} | {"api_key": API_KEY_KEY}
@@ -233,6 +242,7 @@ class Config:
     log_level: str = "warning"
     # What tool calls may run unasked (server/permissions.py); replaced whole by a later layer.
     permission: Rules = DEFAULT_RULES
+    sandbox: Sandbox | None = None  # None: bwrap when it is on PATH, else none
     # Per field name: "default", "file <path>", "env SESSIONLSP_X", "initializationOptions",
     # or "--db".
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -264,6 +274,7 @@ class Config:
             "logFile": self.log_file,
             "logLevel": self.log_level,
             "permission": self.permission.to_json(),
+            "sandbox": self.sandbox,
             "configFile": self.config_file,
             "sources": {camel: self.sources.get(name, DEFAULT) for name, camel in _CAMEL.items()},
             "warnings": list(self.warnings),
@@ -489,6 +500,7 @@ def _resolve(layers: ConfigLayers) -> Config:
         "log_file": None,
         "log_level": "warning",
         "permission": DEFAULT_RULES,
+        "sandbox": None,
     }
     for key in KEYS:
         merged.setdefault(key.name, fallback[key.name])

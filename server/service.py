@@ -27,6 +27,8 @@ from server.summarizers import OfflineSummarizer, ProviderSummarizer
 from server.summary import Summarizer
 from server.sync import SyncPump
 from server.tokens import ModelLimits
+from server.tools import ToolSettings
+from server.tools.bash import sandbox_warning
 from server.turn import PromptInput, TurnListener, TurnOutcome, TurnSettings
 from store import ReadOnly, Store, StoreError
 from store.models import Compaction, Event, MessageWithParts, Session
@@ -77,6 +79,9 @@ def make_provider(config: Config) -> ProviderSetup:
 class Sidecar:
     def __init__(self, config: Config, listener: SidecarListener) -> None:
         self.config = config
+        warning = sandbox_warning(config.sandbox)
+        if warning is not None:  # once per start: bash would run unconfined, or not at all
+            log.warning("%s", warning)
         self.store = Store(config.db)
         setup = make_provider(config)
         self.setup = setup
@@ -92,7 +97,11 @@ class Sidecar:
                 self.ownership,
                 self.engine,
                 setup.provider,
-                TurnSettings(limits=setup.limits, auto_compact=config.auto_compact),
+                TurnSettings(
+                    limits=setup.limits,
+                    auto_compact=config.auto_compact,
+                    tools=ToolSettings(sandbox=config.sandbox),
+                ),
                 listener,
             )
         self.listener = listener

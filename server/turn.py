@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -49,7 +49,7 @@ from server.prune import PRUNE_MINIMUM_TOKENS, PRUNE_PROTECT_TOKENS, prune
 from server.stream import Status, Step, StepSink
 from server.summarizers import token_usage
 from server.tokens import ModelLimits, estimate_text, is_overflow
-from server.tools import TOOL_SPECS, ToolOutcome, run_tool
+from server.tools import TOOL_SPECS, ToolOutcome, ToolSettings, run_tool
 from store import LeaseLost, Store, StoreError
 from store.models import (
     Message,
@@ -114,6 +114,7 @@ class TurnSettings:
     flush_interval_ms: int = 250
     max_steps: int = 25  # model calls per turn before the turn stops itself
     lease_wait_s: float = 0.5  # longest sleep between looks at another runner's lease
+    tools: ToolSettings = field(default_factory=ToolSettings)  # the configured sandbox, for bash
 
 
 class StatusPort:
@@ -423,7 +424,13 @@ class Turn:
                 state = replace(state, status="error", error="no project directory")
             else:
                 try:  # a tool that raises must end as an error part, never stay "running"
-                    out = run_tool(call.name, call.arguments, root, cancel=self.cancel)
+                    out = run_tool(
+                        call.name,
+                        call.arguments,
+                        root,
+                        cancel=self.cancel,
+                        settings=self.settings.tools,
+                    )
                 except Exception as e:
                     log.exception("tool %s failed in %s", call.name, self.session_id)
                     out = ToolOutcome("", call.name, error=f"{call.name} failed: {_brief(e)}")

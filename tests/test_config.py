@@ -239,6 +239,23 @@ def test_bad_file_value_names_the_file(tmp_path: Path) -> None:
     assert str(caught.value).startswith(f"logLevel in {path} must be")
 
 
+def test_sandbox_comes_from_the_file_the_environment_or_init_options_and_is_checked(
+    tmp_path: Path,
+) -> None:
+    assert load_config(env={}).sandbox is None  # bwrap when it is on PATH (server/tools/bash.py)
+    path = _write(tmp_path, 'sandbox = "none"\n')
+    assert load_config(config_path=str(path), env={}).sandbox == "none"
+    config = load_config(config_path=str(path), env={"SESSIONLSP_SANDBOX": "BWRAP"})
+    assert (config.sandbox, config.sources["sandbox"]) == ("bwrap", "env SESSIONLSP_SANDBOX")
+    config = config.with_init_options({"sandbox": "none"})
+    assert (config.sandbox, config.sources["sandbox"]) == ("none", "initializationOptions")
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, init_options={"sandbox": "docker"})
+    assert str(caught.value) == (
+        'sandbox in initializationOptions must be "bwrap" or "none", got "docker"'
+    )
+
+
 def test_bad_api_key_type_in_the_file_is_an_error_without_the_value(tmp_path: Path) -> None:
     path = _write(tmp_path, "apiKey = 12345678\n")
     with pytest.raises(ConfigError) as caught:
@@ -337,6 +354,7 @@ def test_public_json_shows_every_setting_in_camel_case_with_sources() -> None:
         "logFile": None,
         "logLevel": "error",
         "permission": {"read": {"*": "allow"}, "edit": {"*": "ask"}, "bash": {"*": "ask"}},
+        "sandbox": None,
         "configFile": None,
         "sources": {
             "provider": "default",
@@ -349,6 +367,7 @@ def test_public_json_shows_every_setting_in_camel_case_with_sources() -> None:
             "logFile": "default",
             "logLevel": "env SESSIONLSP_LOG_LEVEL",
             "permission": "default",
+            "sandbox": "default",
             "apiKey": "default",
         },
         "warnings": ['unknown key "colour" in initializationOptions is ignored'],

@@ -404,11 +404,13 @@ def test_the_specs_are_the_table_of_tools_offered_to_the_model() -> None:
         "edit": "edit",
         "write": "edit",
         "apply_patch": "edit",
+        "bash": "execute",
     }
     assert {name for name, tool in TOOLS.items() if not tool.offered} == {
         "edit",
         "write",
         "apply_patch",
+        "bash",
     }
 
 

@@ -1,6 +1,7 @@
-"""Workspace tools: ``read_file``, ``list_files`` and ``grep``, which the model may call, and
-``edit``, ``write`` and ``apply_patch``, which change files and are not offered to the model
-until the permission gate (issue 8) asks before each change.
+"""Workspace tools: ``read_file``, ``list_files`` and ``grep``, which the model may call;
+``edit``, ``write`` and ``apply_patch``, which change files, and ``bash``, which runs a command:
+these are in the table but not offered to the model until the permission gate (issue 8) asks
+before each change or command (see :attr:`Tool.offered`).
 
 :data:`TOOLS` is the one table of tools: each entry's spec (what the model is told), its run
 function, its kind and whether it is offered. :data:`TOOL_SPECS` (what the model is offered)
@@ -41,7 +42,7 @@ from types import MappingProxyType
 from typing import Any
 
 from server.providers.base import CancelToken, ToolSpec
-from server.tools import apply_patch, edit, grep, list_files, read_file, write
+from server.tools import apply_patch, bash, edit, grep, list_files, read_file, write
 from server.tools.base import (
     CHILD_TIMEOUT_S,
     MAX_OUTPUT_CHARS,
@@ -50,6 +51,7 @@ from server.tools.base import (
     Tool,
     ToolError,
     ToolOutcome,
+    ToolSettings,
     parse_arguments,
     printable,
     quoted,
@@ -70,11 +72,13 @@ TOOLS: Mapping[str, Tool] = MappingProxyType(
             Tool(read_file.SPEC, read_file.run, "read"),
             Tool(list_files.SPEC, list_files.run, "read"),
             Tool(grep.SPEC, grep.run, "search", title_from="pattern"),
-            # The tools that change files are not offered to the model (offered=False) until
-            # the permission gate of issue 8 asks before each change; see edits.edit_tool.
+            # The tools that change files and bash are not offered to the model
+            # (offered=False) until the permission gate of issue 8 asks before each change or
+            # command; see edits.edit_tool.
             edit_tool(edit.SPEC, edit.plan),
             edit_tool(write.SPEC, write.plan),
             edit_tool(apply_patch.SPEC, apply_patch.plan, title_from=None),
+            Tool(bash.SPEC, bash.run, "execute", title_from="command", offered=False),
         )
     }
 )
@@ -89,20 +93,24 @@ def run_tool(
     *,
     cancel: CancelToken | None = None,
     grep_timeout_s: float = GREP_TIMEOUT_S,
+    settings: ToolSettings | None = None,
     include_unoffered: bool = False,
 ) -> ToolOutcome:
     """Run tool ``name`` with ``arguments`` (the model's raw JSON text) inside ``root``.
 
     Only the tools offered to the model run, unless ``include_unoffered``: the turn runs what
-    the model names, and a model must not reach the file-changing tools by guessing their
-    names before the permission gate asks. ``grep`` runs in a child process that is stopped
-    after ``grep_timeout_s`` seconds or as soon as ``cancel`` is set; both come back as a
-    tool error.
+    the model names, and a model must not reach the file-changing tools or ``bash`` by
+    guessing their names before the permission gate asks. ``grep`` runs in a child process
+    that is stopped after ``grep_timeout_s`` seconds or as soon as ``cancel`` is set; both
+    come back as a tool error. ``bash`` is killed with its process group on its own timeout
+    or on ``cancel``, and runs in the sandbox ``settings`` name (by default, the configured
+    default: bwrap when it is on PATH).
     """
     tool = _find(name, include_unoffered)
     if isinstance(tool, ToolOutcome):
         return tool
-    return call(tool, arguments, root, RunContext(cancel, grep_timeout_s))
+    context = RunContext(cancel, grep_timeout_s, settings or ToolSettings())
+    return call(tool, arguments, root, context)
 
 
 def plan_tool(name: str, arguments: str, root: Path) -> Plan | ToolOutcome:
@@ -184,6 +192,7 @@ __all__ = [
     "Plan",
     "Tool",
     "ToolOutcome",
+    "ToolSettings",
     "apply_plan",
     "grep_here",
     "plan_tool",

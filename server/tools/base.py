@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from server.config import Sandbox
 from server.providers.base import CancelToken, ToolSpec
 
 if TYPE_CHECKING:
@@ -45,12 +46,20 @@ class ToolError(Exception):
 
 
 @dataclass(frozen=True)
+class ToolSettings:
+    """What the configuration says about tools (see :mod:`server.config`)."""
+
+    sandbox: Sandbox | None = None  # where bash runs; None: bwrap when it is on PATH, else none
+
+
+@dataclass(frozen=True)
 class RunContext:
-    """What a call may need besides its arguments: the turn's cancel token, and the wall-clock
-    limit of a tool that runs in a child process."""
+    """What a call may need besides its arguments: the turn's cancel token, the wall-clock
+    limit of a tool that runs in a child process (grep), and the tool settings."""
 
     cancel: CancelToken | None = None
     timeout_s: float = CHILD_TIMEOUT_S
+    settings: ToolSettings = ToolSettings()
 
 
 Run = Callable[["Workspace", Mapping[str, Any], str, RunContext], ToolOutcome]
@@ -178,6 +187,8 @@ def _describe(spec: ToolSpec, error: ValidationError, args: Mapping[str, Any]) -
         return f"{name} must be " + " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
     if error.validator == "minimum":
         return f"{name} must be at least {error.validator_value}, got {error.instance}"
+    if error.validator == "maximum":
+        return f"{name} must be at most {error.validator_value}, got {error.instance}"
     if error.validator == "minLength":
         if error.validator_value == 1:
             return f"{name} must not be empty"

@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from fnmatch import fnmatchcase
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from server.providers.base import ToolSpec
+from server.tools import child
 from server.tools.base import RunContext, ToolError, ToolOutcome, collect, join, quoted
 from server.tools.paths import Entry, Walk, Workspace
 from server.tools.text import cut, is_binary, open_text
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 MAX_GREP_MATCHES = 200
 MAX_GREP_FILE_BYTES = 1_000_000
 GREP_MEMORY_BYTES = 1 << 30  # address-space limit of the child
-GREP_POLL_S = 0.05  # how often a running grep looks at its cancel token
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``server`` can be imported from
 
 _PARAMETERS: dict[str, Any] = {
@@ -88,37 +87,33 @@ def run(
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
     )
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.tools.grep_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,  # never this process's stdout: that is the protocol
-            stderr=subprocess.PIPE,
-            cwd=_PACKAGE_ROOT,
-            env=env,
-            start_new_session=True,  # its own process group, killed as one
-        )
-    except OSError as e:
-        raise ToolError(f"grep could not start: {e.strerror}") from None
-    deadline = time.monotonic() + timeout_s
+    proc = child.start(
+        "grep",
+        [sys.executable, "-m", "server.tools.grep_worker"],
+        stdin=subprocess.PIPE,
+        cwd=_PACKAGE_ROOT,
+        env=env,
+    )
+    watch = child.Watch(cancel, timeout_s)
     data: bytes | None = request
     try:
         while True:
             try:
-                out, err = proc.communicate(data, timeout=GREP_POLL_S)
+                out, err = proc.communicate(data, timeout=child.POLL_S)
                 break
             except subprocess.TimeoutExpired:
                 data = None  # sent on the first call
-            if cancel is not None and cancel.is_set():
+            if watch.cancelled():
                 raise ToolError("grep cancelled")
-            if time.monotonic() >= deadline:
+            if watch.expired():
                 raise ToolError(
                     f"grep timed out after {timeout_s:g} s; "
                     "use a simpler pattern or search fewer files"
                 )
     finally:
         if proc.returncode is None:
-            _kill(proc)
+            child.kill_group(proc)
+            proc.communicate()  # closes the pipes
     if err:
         log.debug("grep worker said: %s", err.decode("utf-8", "replace")[-2_000:])
     if proc.returncode != 0:
@@ -136,15 +131,6 @@ def run(
     except (ValueError, KeyError, TypeError):
         log.warning("grep worker answered %r", out[:200])
         raise ToolError("grep failed unexpectedly") from None
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the child's whole process group and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.communicate()
 
 
 def run_here(
