@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _acp(args: argparse.Namespace) -> int:
     # Imported here: `serve` does not pay for loading the ACP SDK and pydantic (~0.3 s).
-    from server.frontends.acp import serve_stdio as serve_acp  # noqa: PLC0415
+    from server.frontends.acp_stdio import serve_stdio as serve_acp  # noqa: PLC0415
 
     config = load_config(config_path=args.config, db_override=args.db)
     setup_logging(config)

@@ -5,13 +5,13 @@ the schema's pydantic models and calls :class:`AcpAgent`'s methods, its ``Connec
 JSON-RPC. Where the SDK (generated from schema v1.19) lags the spec, this module speaks the spec's
 JSON itself through that connection, without forking the SDK:
 
-* ``session/delete`` has no route in the SDK: :class:`_Dispatch` answers it before the router;
+* ``session/delete`` has no route in the SDK: :class:`Dispatch` answers it before the router;
 * ``session/close`` and ``session/resume`` are routed only with ``use_unstable_protocol``;
 * ``clientCapabilities.session.compaction`` is dropped by the SDK's model: read from the raw
   ``initialize`` params; ``compaction_update`` / ``compaction_summary_chunk`` have no types:
   sent as plain JSON (server/frontends/acp_updates.py);
-* the SDK's stdio reader drops a line that is not JSON without an answer: :class:`StdioLines`
-  answers it with a parse error (-32700) and keeps serving.
+* the SDK's stdio reader drops a line that is not JSON without an answer: the NDJSON transport
+  (server/frontends/acp_stdio.py) answers it with a parse error (-32700) and keeps serving.
 
 Everything else is the same ``Sidecar`` the LSP front end uses (server/service.py). Listener
 callbacks come from worker threads; they are handed to the event loop with
@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from acp.agent.router import build_agent_router
 from acp.connection import Connection
@@ -65,85 +63,8 @@ AUTH_HELP = (
     'environment, or api_key in its config.toml; set provider = "offline" to run without one. '
     "Run `sessionlsp config` to see what it found."
 )
-MAX_LINE_BYTES = 16 * 1024 * 1024
 LIST_PAGE = 50
 Item = Callable[[], Awaitable[None]]
-
-
-class StdioLines:
-    """Newline-delimited JSON-RPC on binary streams, as an SDK ``Transport``: lines are read on
-    a thread; what is not a JSON-RPC message is answered here (-32700, -32600)."""
-
-    def __init__(self, stdin: BinaryIO, stdout: BinaryIO, loop: asyncio.AbstractEventLoop):
-        self._out = stdout
-        self._loop = loop
-        self._inbox: asyncio.Queue[dict[str, Any] | tuple[int, str] | None] = asyncio.Queue()
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, args=(stdin,), daemon=True)
-        self._thread.name = "acp-stdin"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _read(self, stdin: BinaryIO) -> None:
-        try:
-            while True:
-                line = stdin.readline(MAX_LINE_BYTES + 1)
-                if not line:
-                    break
-                item: dict[str, Any] | tuple[int, str] | None
-                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                    while line and not line.endswith(b"\n"):
-                        line = stdin.readline(1 << 20)
-                    item = (-32600, f"message over {MAX_LINE_BYTES} bytes")
-                elif not line.strip():
-                    continue
-                else:
-                    try:
-                        parsed = json.loads(line)
-                    except ValueError as e:
-                        item = (-32700, f"parse error: {str(e)[:200]}")
-                    else:
-                        item = parsed if _is_message(parsed) else (-32600, "invalid request")
-                self._loop.call_soon_threadsafe(self._inbox.put_nowait, item)
-        except Exception:
-            log.exception("reading stdin failed")
-        finally:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._inbox.put_nowait, None)
-
-    async def receive(self) -> dict[str, Any] | None:
-        while True:
-            item = await self._inbox.get()
-            if item is None or isinstance(item, dict):
-                return item
-            code, message = item
-            self.write({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.write(message)
-
-    def write(self, message: dict[str, Any]) -> None:
-        if self._closed:
-            return
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        try:
-            self._out.write(data)
-            self._out.flush()
-        except (OSError, ValueError):
-            log.warning("stdout closed; nothing more is sent")
-            self._closed = True
-
-    async def close(self) -> None:
-        self._closed = True
-
-
-def _is_message(value: object) -> bool:
-    if not isinstance(value, dict):
-        return False
-    if "method" in value:
-        return isinstance(value["method"], str)
-    return "id" in value and ("result" in value or "error" in value)
 
 
 class AcpAgent:
@@ -515,7 +436,7 @@ def _failure(e: RpcFailure) -> RequestError:
     return RequestError(e.code, e.message, e.data)
 
 
-class _Dispatch:
+class Dispatch:
     """The connection's handler: the SDK's router, plus what the SDK lags on, and this
     project's errors turned into JSON-RPC errors."""
 
@@ -558,38 +479,4 @@ class _Dispatch:
         )
 
 
-async def serve(config: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    loop = asyncio.get_running_loop()
-    agent = AcpAgent(config)
-    agent.loop = loop
-    transport = StdioLines(stdin, stdout, loop)
-    conn = Connection(_Dispatch(agent), transport, listening=False)
-    agent.conn = conn
-    pump = asyncio.create_task(agent.pump())
-    agent.sidecar.start()
-    transport.start()
-    try:
-        await conn.main_loop()
-    finally:  # end of input: stop the turns, let the workers finish, then close the store
-        runner = agent.sidecar.runner
-        if runner is not None:
-            await agent.call(lambda: runner.close(timeout=2.0))
-        if agent.turns:
-            await asyncio.wait(set(agent.turns), timeout=2.0)
-        await asyncio.wait_for(agent.flush(), timeout=2.0)
-        pump.cancel()
-        await conn.close()
-        for pool in (agent.executor, agent.waiting_executor):
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-        try:
-            agent.sidecar.close()
-        except Exception:
-            log.exception("closing the service failed")
-    return 0
-
-
-def serve_stdio(config: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    return asyncio.run(serve(config, stdin, stdout))
-
-
-__all__ = ["AcpAgent", "StdioLines", "prompt_texts", "serve_stdio"]
+__all__ = ["AcpAgent", "Dispatch", "prompt_texts"]
