@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,10 @@ async def start(
     env: Mapping[str, str] | None = None,
     init_options: dict[str, Any] | None = None,
     progress: bool = True,
+    permissions: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> Session:
+    """With ``permissions``, the client declares ``experimental.sessionlsp.permissions`` and
+    answers each ``session/requestPermission`` with what ``permissions(params)`` returns."""
     collected = Collected()
 
     def make_client() -> LanguageClient:
@@ -122,6 +125,17 @@ async def start(
         register_lsp_features(client)
         for method in ("session/sync", "session/delta", "session/status"):
             _collect(client, method, collected)
+        if permissions is not None:
+            answer = permissions
+
+            async def request_permission(ls: Any, params: Any) -> Any:
+                collected.items.append(("session/requestPermission", params))
+                async with collected.cond:
+                    collected.cond.notify_all()
+                return await answer(params)
+
+            client.feature("session/requestPermission")(request_permission)
+
         return client
 
     cfg = ClientServerConfig(
@@ -141,7 +155,8 @@ async def start(
     client = await cfg.start()
     assert isinstance(client, LanguageClient)
     caps = types.ClientCapabilities(
-        window=types.WindowClientCapabilities(work_done_progress=progress)
+        window=types.WindowClientCapabilities(work_done_progress=progress),
+        experimental={"sessionlsp": {"permissions": True}} if permissions is not None else None,
     )
     result = await client.initialize_session(
         types.InitializeParams(capabilities=caps, initialization_options=init_options)
