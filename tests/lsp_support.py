@@ -94,6 +94,13 @@ class Session:
             return
         server = self.client._server
         assert server is not None
+        # pygls keeps the tasks of server -> client requests still being answered among its
+        # request futures, and on the server's exit fails with "Task does not support
+        # set_exception": forget them (their handlers are the test's to end).
+        futures = self._any.protocol._request_futures
+        for key, fut in list(futures.items()):
+            if isinstance(fut, asyncio.Task):
+                del futures[key]
         server.kill()
         await server.wait()
         self._any._stop_event.set()

@@ -4,6 +4,7 @@ calls, and a pytest-lsp client that answers ``session/requestPermission`` (or ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -247,3 +248,31 @@ async def test_cancel_while_asking_settles_the_question_and_ends_the_turn_cancel
     [replied] = server.collected.syncs(sid, "permission.replied")
     assert replied["data"]["outcome"] == {"outcome": "cancelled"}
     assert replied["data"]["by"] == "cancel"
+
+
+async def test_a_server_killed_while_asking_leaves_the_tool_interrupted_and_the_question_settled(
+    tmp_path: Path, fake: FakeOpenAI, work: Path, closing: list[Session]
+) -> None:
+    never = asyncio.get_running_loop().create_future()
+
+    async def hang(_: Any) -> Any:
+        return await never
+
+    server = await serve(tmp_path, fake, hang)
+    script_edit(fake)
+    sid = await new_session(server, directory=str(work))
+    turn = asyncio.create_task(server.request("session/prompt", prompt_params(sid, "edit it")))
+    await server.wait_until(lambda: bool(server.collected.of("session/requestPermission")))
+    await server.kill()
+    never.cancel()
+    with contextlib.suppress(BaseException):
+        await turn  # never answered: the server died
+
+    again = await serve(tmp_path, fake, selected("once"))
+    closing.append(again)
+    [state] = await tool_states(again, sid)  # session/load recovers what the dead runner left
+    assert (state["status"], state["error"]) == ("error", "interrupted")
+    assert (work / "a.txt").read_bytes() == b"old line\n"
+    events = await again.request("session/events", {"after": 0, "sessionId": sid})
+    replied = [e["data"] for e in events["events"] if e["type"] == "permission.replied"]
+    assert [(r["outcome"], r["by"]) for r in replied] == [({"outcome": "cancelled"}, "interrupted")]
