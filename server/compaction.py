@@ -348,6 +348,8 @@ class CompactionEngine:
                 self._close_interrupted(tx, m)
             for part in tx.open_tool_parts(session_id):  # under a message that had finished
                 _close_tool(tx, part, "interrupted")
+            # a question the dead runner was waiting on: no client may answer it any more
+            tx.cancel_open_permissions(session_id, "interrupted")
             c = tx.active_compaction(session_id)
             if c is None:
                 return None

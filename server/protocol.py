@@ -40,10 +40,11 @@ from server.errors import (
     RpcFailure,
 )
 from server.logs import setup_logging
+from server.permission_gate import parse_answer
 from server.service import Sidecar
 from server.turn import SessionStatus
 from store import NotFound, StoreError
-from store.models import Event
+from store.models import Event, PermissionOption
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class SessionServer(LanguageServer):
         self.turns: set[asyncio.Task[Any]] = set()  # session/prompt handlers not yet answered
         self.shut_down = False  # `shutdown` was received
         self.exit_code: int | None = None  # set by `exit`: stop reading, send nothing more
+        # The client declared capabilities.experimental.sessionlsp.permissions in initialize.
+        self.answers_permissions = False
         _register(self)
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -147,6 +150,45 @@ class SessionServer(LanguageServer):
             return
         with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
             self.loop.call_soon_threadsafe(self.protocol.notify, method, params)
+
+    # --- PermissionClient (server/permission_gate.py) -----------------------------------------
+
+    def can_answer_permissions(self) -> bool:
+        return (
+            self.answers_permissions
+            and not self.shut_down
+            and self.exit_code is None
+            and self.loop is not None
+            and not self.loop.is_closed()
+        )
+
+    def request_permission(
+        self, params: Any, answered: Callable[[PermissionOption | None], None]
+    ) -> None:
+        """Send ``session/requestPermission`` from any thread; ``answered`` gets the option the
+        client selected (None when it cancelled, failed or went away), on a worker thread."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            answered(None)
+            return
+
+        def send() -> None:
+            future = self.protocol.send_request("session/requestPermission", params)
+
+            def done(f: Any) -> None:
+                try:
+                    option = parse_answer(f.result())
+                except BaseException as e:  # an error answer, or the connection ended
+                    log.info("session/requestPermission failed: %s", _brief(e))
+                    option = None
+                self.executor.submit(answered, option)
+
+            future.add_done_callback(done)
+
+        try:
+            loop.call_soon_threadsafe(send)
+        except RuntimeError:  # the loop closed while shutting down
+            answered(None)
 
     # --- SidecarListener ----------------------------------------------------------------------
 
@@ -335,6 +377,15 @@ REQUESTS: dict[str, Handler] = {
 }
 
 
+def _declares_permissions(capabilities: Any) -> bool:
+    """``capabilities.experimental.sessionlsp.permissions`` is ``true`` (exactly)."""
+    experimental = getattr(capabilities, "experimental", None)
+    if not isinstance(experimental, dict):
+        return False
+    ours = experimental.get("sessionlsp")
+    return isinstance(ours, dict) and ours.get("permissions") is True
+
+
 def _register(server: SessionServer) -> None:
     for method, fn in REQUESTS.items():
         server.feature(method)(_handler(fn))
@@ -357,10 +408,12 @@ def _register(server: SessionServer) -> None:
             setup_logging(config)  # logFile / logLevel given in initializationOptions
         for warning in config.warnings:
             log.warning("%s", warning)
+        ls.answers_permissions = _declares_permissions(params.capabilities)
         try:
             ls.sidecar = Sidecar(config, ls)
         except (StoreError, OSError) as e:
             raise JsonRpcException(f"storage error: {_brief(e)}", STORAGE_ERROR) from None
+        ls.sidecar.gate.client = ls
         ls.sidecar.start()
 
     @server.feature(types.SHUTDOWN)

@@ -29,6 +29,7 @@ from server.errors import (
     STORAGE_ERROR,
 )
 from server.ownership import Ownership, Wait
+from server.permission_gate import PermissionGate
 from server.providers.base import Provider
 from server.stream import Status
 from server.turn import (
@@ -73,8 +74,10 @@ class PromptRunner:
         provider: Provider,
         settings: TurnSettings,
         listener: TurnListener,
+        gate: PermissionGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate
         self.ownership = ownership
         self.engine = engine
         self.provider = provider
@@ -239,6 +242,7 @@ class PromptRunner:
                 settings=self.settings,
                 report=StatusPort(self.listener, session_id),
                 faults=self.settler,
+                gate=self.gate,
             )
             outcome = turn.run()
             held.keep = turn.storage_fault

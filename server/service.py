@@ -20,6 +20,7 @@ from server.config import Config
 from server.context import ModelContext, build_context
 from server.errors import PROVIDER_NOT_CONFIGURED, UNKNOWN_SESSION, RpcFailure
 from server.ownership import Ownership
+from server.permission_gate import PermissionGate
 from server.providers.base import Provider, ProviderNotConfigured
 from server.providers.registry import PROVIDERS, build
 from server.runner import PromptRunner
@@ -90,6 +91,7 @@ class Sidecar:
         self.engine = CompactionEngine(
             self.store, setup.summarizer, settings, ownership=self.ownership
         )
+        self.gate = PermissionGate(self.store, self.ownership.runner.owner)
         self.runner: PromptRunner | None = None
         if setup.provider is not None:
             self.runner = PromptRunner(
@@ -101,11 +103,14 @@ class Sidecar:
                     limits=setup.limits,
                     auto_compact=config.auto_compact,
                     tools=ToolSettings(sandbox=config.sandbox),
+                    permission=config.permission,
                 ),
                 listener,
+                self.gate,
             )
         self.listener = listener
         self.pump = SyncPump(self.store, listener.event, observe=self._observe)
+        self.gate.follows = self.pump.follows  # questions other processes ask, for our client
         self._recovery: threading.Thread | None = None
 
     def start(self) -> None:
@@ -210,7 +215,11 @@ class Sidecar:
             tx.request_cancel(session_id, origin=self.ownership.runner.owner)
 
     def _observe(self, event: Event) -> None:
-        """Every outbox event, from any process: act on cancel requests for work run here."""
+        """Every outbox event, from any process: act on cancel requests for work run here, and
+        on permission questions (asked elsewhere, or answered)."""
+        if event.type.startswith("permission."):
+            self.gate.observe(event)
+            return
         if event.type != "session.cancel" or self.runner is None:
             return
         if event.data.get("origin") == self.ownership.runner.owner:

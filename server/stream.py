@@ -24,7 +24,8 @@ from store.models import Message, ReasoningPart, TextPart, TokenUsage
 
 log = logging.getLogger(__name__)
 
-Status = Literal["idle", "busy", "compacting", "retry"]  # a session's state, as clients see it
+# a session's state, as clients see it; "waiting": a turn waits for a permission answer
+Status = Literal["idle", "busy", "compacting", "retry", "waiting"]
 
 
 class StreamReport(Protocol):

@@ -34,6 +34,8 @@ from server.errors import (
     STORAGE_ERROR,
 )
 from server.ownership import Ownership
+from server.permission_gate import CANCELLED, NO_CLIENT, REJECTED, PermissionGate, Question
+from server.permissions import DEFAULT_RULES, Decision, Rules, always_patterns, decide, key_for_tool
 from server.prompting import chat_request
 from server.providers.base import (
     ChatResult,
@@ -49,7 +51,17 @@ from server.prune import PRUNE_MINIMUM_TOKENS, PRUNE_PROTECT_TOKENS, prune
 from server.stream import Status, Step, StepSink
 from server.summarizers import token_usage
 from server.tokens import ModelLimits, estimate_text, is_overflow
-from server.tools import TOOL_SPECS, ToolOutcome, ToolSettings, run_tool
+from server.tools import (
+    TOOL_SPECS,
+    TOOLS,
+    Plan,
+    ToolOutcome,
+    ToolSettings,
+    apply_plan,
+    plan_tool,
+    run_tool,
+)
+from server.tools.base import ToolError, parse_arguments, printable
 from store import LeaseLost, Store, StoreError
 from store.models import (
     Message,
@@ -115,6 +127,7 @@ class TurnSettings:
     max_steps: int = 25  # model calls per turn before the turn stops itself
     lease_wait_s: float = 0.5  # longest sleep between looks at another runner's lease
     tools: ToolSettings = field(default_factory=ToolSettings)  # the configured sandbox, for bash
+    permission: Rules = DEFAULT_RULES  # which tool calls run unasked (server/permissions.py)
 
 
 class StatusPort:
@@ -169,6 +182,7 @@ class Turn:
         settings: TurnSettings,
         report: StatusPort,
         faults: FaultPort,
+        gate: PermissionGate | None = None,
     ) -> None:
         self.session_id = session_id
         self.input = prompt
@@ -182,6 +196,7 @@ class Turn:
         self.settings = settings
         self.report = report
         self.faults = faults
+        self.gate = gate  # None: no client can answer a permission question
         self.prompt_id: str | None = None
         self.last_reply: str | None = None
         self.open_reply: str | None = None  # a reply not yet finished, or running its tools
@@ -415,6 +430,9 @@ class Turn:
     def _run_tools(self, step: Step) -> None:
         root = Path(self.directory) if self.directory else None
         for part_id, call in step.tool_calls:
+            permit: ToolOutcome | Plan | None = None
+            if root is not None:
+                permit = self._permit(step.reply_id, part_id, call, root)
             started = int(time.time() * 1000)
             state = ToolState("running", _input(call), time_start=started)
             with self.store.write() as tx:
@@ -424,13 +442,18 @@ class Turn:
                 state = replace(state, status="error", error="no project directory")
             else:
                 try:  # a tool that raises must end as an error part, never stay "running"
-                    out = run_tool(
-                        call.name,
-                        call.arguments,
-                        root,
-                        cancel=self.cancel,
-                        settings=self.settings.tools,
-                    )
+                    if isinstance(permit, ToolOutcome):  # denied, rejected, or cannot run
+                        out = permit
+                    elif isinstance(permit, Plan):  # the very change the user was shown
+                        out = apply_plan(permit)
+                    else:
+                        out = run_tool(
+                            call.name,
+                            call.arguments,
+                            root,
+                            cancel=self.cancel,
+                            settings=self.settings.tools,
+                        )
                 except Exception as e:
                     log.exception("tool %s failed in %s", call.name, self.session_id)
                     out = ToolOutcome("", call.name, error=f"{call.name} failed: {_brief(e)}")
@@ -447,6 +470,80 @@ class Turn:
                 state = replace(state, time_end=tx.now())
                 tx.put_part(step.reply_id, ToolPart(call.id, call.name, state), part_id)
         self.open_reply = None
+
+    # --- the permission gate ------------------------------------------------------------------
+
+    def _permit(
+        self, reply_id: str, part_id: str, call: ToolCall, root: Path
+    ) -> ToolOutcome | Plan | None:
+        """Whether the call may run: None (run it), a :class:`Plan` (apply exactly this change),
+        or the tool error it ends in (denied, rejected, nobody to ask, or it cannot be planned).
+        A call the tools would refuse anyway (unknown or unoffered name, bad arguments) is left
+        to :func:`run_tool`, which reports it without running anything."""
+        tool = TOOLS.get(call.name)
+        if tool is None or not tool.offered:
+            return None
+        try:
+            args = parse_arguments(tool.spec, call.arguments)
+        except ToolError:
+            return None
+        key = key_for_tool(call.name)
+        plan: Plan | None = None
+        if tool.plan is not None:
+            planned = plan_tool(call.name, call.arguments, root)
+            if isinstance(planned, ToolOutcome):
+                return planned  # it would fail: nothing to ask about
+            plan = planned
+            subjects = [c.shown for c in plan.changes] + [
+                c.moved_from for c in plan.changes if c.moved_from is not None
+            ]
+        elif key == "bash":
+            subjects = [str(args["command"])]
+        else:
+            subjects = [str(args.get("path", "."))]
+        with self.store.read() as tx:
+            remembered = tx.remembered_permissions(self.session_id)
+        rules = self.settings.permission
+        decisions = [decide(rules, key, s, remembered) for s in subjects or ["."]]
+        decision = max(decisions, key=_strictness)
+        if decision.action == "deny":
+            return ToolOutcome("", call.name, error=decision.tool_error())
+        if decision.action == "allow":
+            return plan
+        shown = subjects[0] if subjects else call.name
+        title = plan.title if plan is not None else printable(shown)
+        diff = "".join(c.diff for c in plan.changes) if plan is not None else None
+        question = Question(
+            self.session_id, reply_id, part_id, call.id, call.name, title, _input(call), diff
+        )
+        log.info("asking before %s in %s: %s", call.name, self.session_id, decision.explain())
+        if self.cancel.is_set():  # the turn is stopping: no question for a call it drops
+            return ToolOutcome("", call.name, error=CANCELLED)
+        answer: str
+        if self.gate is None:
+            answer = "unavailable"
+        else:
+            self.report.status("waiting")
+            try:
+                answer = self.gate.ask(question, self.stop, self.lost)
+            finally:
+                self.report.status("busy")
+        if answer == "unavailable":
+            return ToolOutcome("", call.name, error=NO_CLIENT)
+        if answer == "reject":
+            return ToolOutcome("", call.name, error=REJECTED)
+        if answer == "cancelled":
+            return ToolOutcome("", call.name, error=CANCELLED)
+        if answer == "always":
+            with self.store.write() as tx:
+                for subject in subjects:
+                    for pattern in always_patterns(key, subject):
+                        tx.remember_permission(self.session_id, key, pattern)
+        return plan
+
+
+def _strictness(d: Decision) -> int:
+    return {"allow": 0, "ask": 1, "deny": 2}[d.action]
 
 
 def _input(call: ToolCall) -> dict[str, object]:

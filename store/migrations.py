@@ -15,6 +15,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, "migration_2.sql"),
     (3, "migration_3.sql"),
     (4, "migration_4.sql"),
+    (5, "migration_5.sql"),
 ]
 LATEST = MIGRATIONS[-1][0]
 

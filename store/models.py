@@ -421,6 +421,71 @@ class PermissionRule:
         }
 
 
+PermissionStatus = Literal["open", "answered", "cancelled"]
+PermissionOption = Literal["once", "always", "reject"]
+PERMISSION_OPTIONS: tuple[PermissionOption, ...] = ("once", "always", "reject")
+
+
+@dataclass(frozen=True)
+class PermissionRequest:
+    """A question a turn asked before running a tool call, and how it was settled."""
+
+    id: str
+    session_id: str
+    message_id: str
+    part_id: str
+    call_id: str
+    tool: str
+    title: str
+    input: Json
+    diff: str | None
+    origin: str  # the runner (process) that asked
+    status: PermissionStatus
+    option_id: PermissionOption | None
+    answered_by: str | None
+    time_created: int
+    time_answered: int | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.status == "answered" and self.option_id in ("once", "always")
+
+    def to_json(self) -> Json:
+        """The ``permission.asked`` payload: the question as clients are asked it."""
+        out: Json = {
+            "id": self.id,
+            "sessionId": self.session_id,
+            "messageId": self.message_id,
+            "partId": self.part_id,
+            "toolCallId": self.call_id,
+            "tool": self.tool,
+            "title": self.title,
+            "input": self.input,
+            "origin": self.origin,
+            "status": self.status,
+            "time": {"created": self.time_created},
+        }
+        if self.diff is not None:
+            out["diff"] = self.diff
+        return out
+
+    def reply_json(self) -> Json:
+        """The ``permission.replied`` payload: how the question was settled."""
+        outcome: Json = (
+            {"outcome": "selected", "optionId": self.option_id}
+            if self.status == "answered"
+            else {"outcome": "cancelled"}
+        )
+        return {
+            "id": self.id,
+            "sessionId": self.session_id,
+            "toolCallId": self.call_id,
+            "outcome": outcome,
+            "by": self.answered_by,
+            "time": {"created": self.time_created, "answered": self.time_answered},
+        }
+
+
 @dataclass(frozen=True)
 class Event:
     seq: int

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,13 @@ class Session:
             return
         server = self.client._server
         assert server is not None
+        # pygls keeps the tasks of server -> client requests still being answered among its
+        # request futures, and on the server's exit fails with "Task does not support
+        # set_exception": forget them (their handlers are the test's to end).
+        futures = self._any.protocol._request_futures
+        for key, fut in list(futures.items()):
+            if isinstance(fut, asyncio.Task):
+                del futures[key]
         server.kill()
         await server.wait()
         self._any._stop_event.set()
@@ -114,7 +121,10 @@ async def start(
     env: Mapping[str, str] | None = None,
     init_options: dict[str, Any] | None = None,
     progress: bool = True,
+    permissions: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> Session:
+    """With ``permissions``, the client declares ``experimental.sessionlsp.permissions`` and
+    answers each ``session/requestPermission`` with what ``permissions(params)`` returns."""
     collected = Collected()
 
     def make_client() -> LanguageClient:
@@ -122,6 +132,17 @@ async def start(
         register_lsp_features(client)
         for method in ("session/sync", "session/delta", "session/status"):
             _collect(client, method, collected)
+        if permissions is not None:
+            answer = permissions
+
+            async def request_permission(ls: Any, params: Any) -> Any:
+                collected.items.append(("session/requestPermission", params))
+                async with collected.cond:
+                    collected.cond.notify_all()
+                return await answer(params)
+
+            client.feature("session/requestPermission")(request_permission)
+
         return client
 
     cfg = ClientServerConfig(
@@ -141,7 +162,8 @@ async def start(
     client = await cfg.start()
     assert isinstance(client, LanguageClient)
     caps = types.ClientCapabilities(
-        window=types.WindowClientCapabilities(work_done_progress=progress)
+        window=types.WindowClientCapabilities(work_done_progress=progress),
+        experimental={"sessionlsp": {"permissions": True}} if permissions is not None else None,
     )
     result = await client.initialize_session(
         types.InitializeParams(capabilities=caps, initialization_options=init_options)

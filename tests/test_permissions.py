@@ -355,3 +355,61 @@ def test_stored_rules_come_after_the_configured_ones_but_a_configured_deny_still
     assert decide(configured, "bash", "git push origin dev", stored).action == "allow"
     denied = decide(configured, "bash", "rm -rf build", stored)
     assert (denied.action, denied.rule.pattern, denied.rule.source) == ("deny", "rm *", "config")
+
+
+# --- questions (permission_request) -------------------------------------------------------------
+
+
+def _ask(store: Store, sid: str, origin: str = "run_a") -> str:
+    with store.write() as tx:
+        asked = tx.ask_permission(
+            sid,
+            message_id="msg_1",
+            part_id="prt_1",
+            call_id="call_1",
+            tool="edit",
+            title="a.txt",
+            input={"path": "a.txt"},
+            diff="--- a/a.txt\n+++ b/a.txt\n",
+            origin=origin,
+        )
+    return asked.id
+
+
+def test_a_question_is_settled_by_the_first_answer_only(db_path: Path) -> None:
+    store = Store(db_path)
+    with store.write() as tx:
+        sid = tx.create_session("perm", "/p").id
+    qid = _ask(store, sid)
+    with store.write() as tx:
+        first, won = tx.answer_permission(qid, "once", "run_a")
+    with store.write() as tx:
+        second, won_again = tx.answer_permission(qid, "reject", "run_b")
+    with store.read() as tx:
+        events = [(e.type, e.data) for e in tx.events_after(0, sid)]
+        still_open = tx.open_permission_requests(sid)
+    store.close()
+    assert won and not won_again
+    assert first.allowed and second.option_id == "once" and second.answered_by == "run_a"
+    assert still_open == []
+    types = [t for t, _ in events]
+    assert types.count("permission.asked") == 1 and types.count("permission.replied") == 1
+    asked = next(d for t, d in events if t == "permission.asked")
+    assert asked["toolCallId"] == "call_1" and asked["diff"].startswith("--- a/a.txt")
+    replied = next(d for t, d in events if t == "permission.replied")
+    assert replied["outcome"] == {"outcome": "selected", "optionId": "once"}
+    assert replied["by"] == "run_a"
+
+
+def test_cancelling_open_questions_settles_them_as_cancelled(db_path: Path) -> None:
+    store = Store(db_path)
+    with store.write() as tx:
+        sid = tx.create_session("perm", "/p").id
+    qid = _ask(store, sid)
+    with store.write() as tx:
+        assert tx.cancel_open_permissions(sid, "interrupted") == 1
+        assert tx.cancel_open_permissions(sid, "interrupted") == 0
+        settled = tx.get_permission_request(qid)
+    store.close()
+    assert settled is not None and settled.status == "cancelled" and not settled.allowed
+    assert settled.reply_json()["outcome"] == {"outcome": "cancelled"}

@@ -1,5 +1,5 @@
 """The tools that change files: edit, write and apply_patch. Confined like the read tools,
-atomic, all or nothing, and not offered to the model until the permission gate asks."""
+atomic, all or nothing; offered to the model behind the permission gate (server/turn.py)."""
 
 from __future__ import annotations
 
@@ -48,22 +48,13 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
-# --- not offered -----------------------------------------------------------------------------
+# --- offered -----------------------------------------------------------------------------------
 
 
-def test_the_model_is_offered_only_the_read_and_search_tools() -> None:
-    assert [spec.name for spec in TOOL_SPECS] == ["read_file", "list_files", "grep"]
+def test_the_edit_tools_are_offered_now_that_the_permission_gate_asks() -> None:
+    names = [spec.name for spec in TOOL_SPECS]
+    assert {"edit", "write", "apply_patch"} <= set(names)
     assert {TOOLS[n].kind for n in ("edit", "write", "apply_patch")} == {"edit"}
-
-
-def test_a_model_naming_an_edit_tool_gets_unknown_tool_and_the_file_is_untouched(
-    ws: Path,
-) -> None:
-    before = snapshot(ws)
-    arguments = json.dumps({"path": "README.md", "content": "pwned\n"})
-    outcome = run_tool("write", arguments, ws)
-    assert outcome.error == 'unknown tool "write"; the tools are read_file, list_files, grep'
-    assert snapshot(ws) == before
 
 
 # --- edit ------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ TOOLS: Mapping[str, Tool] = MappingProxyType(
             edit_tool(edit.SPEC, edit.plan),
             edit_tool(write.SPEC, write.plan),
             edit_tool(apply_patch.SPEC, apply_patch.plan, title_from=None),
-            Tool(bash.SPEC, bash.run, "execute", title_from="command", offered=False),
+            Tool(bash.SPEC, bash.run, "execute", title_from="command"),
         )
     }
 )

@@ -121,7 +121,7 @@ def edit_tool(spec: ToolSpec, planner: Planner, title_from: str | None = "path")
     ) -> ToolOutcome:
         return apply(planner(workspace, args, title))
 
-    return Tool(spec, run, "edit", title_from=title_from, offered=False, plan=planner)
+    return Tool(spec, run, "edit", title_from=title_from, plan=planner)
 
 
 # --- reading ---------------------------------------------------------------------------------
