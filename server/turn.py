@@ -35,7 +35,15 @@ from server.errors import (
 )
 from server.ownership import Ownership
 from server.permission_gate import CANCELLED, NO_CLIENT, REJECTED, PermissionGate, Question
-from server.permissions import DEFAULT_RULES, Decision, Rules, always_patterns, decide, key_for_tool
+from server.permissions import (
+    DEFAULT_RULES,
+    Decision,
+    Key,
+    Rules,
+    always_patterns,
+    decide,
+    key_for_tool,
+)
 from server.prompting import chat_request
 from server.providers.base import (
     ChatResult,
@@ -329,7 +337,7 @@ class Turn:
 
     def _step(self, ctx: ModelContext) -> Step | TurnError | None:
         """Stream one answer to ``ctx`` into a new reply message. None when cancelled."""
-        tools: tuple[ToolSpec, ...] = TOOL_SPECS if self.directory else ()
+        tools = self._offered_tools()
         limits = self.settings.limits
         request = chat_request(
             ctx,
@@ -472,6 +480,29 @@ class Turn:
         self.open_reply = None
 
     # --- the permission gate ------------------------------------------------------------------
+
+    def _offered_tools(self) -> tuple[ToolSpec, ...]:
+        """What the model is told it may call: the offered tools, less those it could never use
+        here. A tool whose calls would all be denied, or would all ask while no client can
+        answer (an editor that does not declare the permissions capability), only leads the
+        model into errors, so it is left out; it comes back once a rule allows some calls, an
+        "always" answer was remembered, or a client can answer."""
+        if not self.directory:
+            return ()
+        can_ask = self.gate is not None and self.gate.can_ask()
+        remembered: set[str] | None = None
+
+        def usable(key: Key) -> bool:
+            nonlocal remembered
+            actions = {rule.action for rule in self.settings.permission.for_key(key)}
+            if "allow" in actions or (can_ask and "ask" in actions):
+                return True
+            if remembered is None:
+                with self.store.read() as tx:
+                    remembered = {r.key for r in tx.remembered_permissions(self.session_id)}
+            return key in remembered
+
+        return tuple(spec for spec in TOOL_SPECS if usable(key_for_tool(spec.name)))
 
     def _permit(
         self, reply_id: str, part_id: str, call: ToolCall, root: Path

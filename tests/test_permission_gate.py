@@ -276,3 +276,41 @@ async def test_a_server_killed_while_asking_leaves_the_tool_interrupted_and_the_
     events = await again.request("session/events", {"after": 0, "sessionId": sid})
     replied = [e["data"] for e in events["events"] if e["type"] == "permission.replied"]
     assert [(r["outcome"], r["by"]) for r in replied] == [({"outcome": "cancelled"}, "interrupted")]
+
+
+def offered_to_the_model(fake: FakeOpenAI) -> set[str]:
+    return {tool["function"]["name"] for tool in fake.last_request.body.get("tools", [])}
+
+
+@pytest.mark.parametrize(
+    ("answers", "permission", "offered"),
+    [
+        # an editor that cannot answer, default rules (edit and bash ask): only what can run
+        (False, None, {"read_file", "list_files", "grep"}),
+        # the same editor with rules that allow edits: the edit tools, not bash
+        (
+            False,
+            '{"edit": "allow"}',
+            {"read_file", "list_files", "grep", "edit", "write", "apply_patch"},
+        ),
+        # a client that answers questions: everything that asks
+        (True, None, {"read_file", "list_files", "grep", "edit", "write", "apply_patch", "bash"}),
+        # everything denied: nothing
+        (True, "deny", set()),
+    ],
+)
+async def test_the_model_is_told_only_of_the_tools_it_could_use(
+    tmp_path: Path,
+    fake: FakeOpenAI,
+    work: Path,
+    closing: list[Session],
+    answers: bool,
+    permission: str | None,
+    offered: set[str],
+) -> None:
+    server = await serve(tmp_path, fake, selected("once") if answers else None, permission)
+    closing.append(server)
+    sid = await new_session(server, directory=str(work))
+    result = await server.request("session/prompt", prompt_params(sid, "what is here?"))
+    assert result["stopReason"] == "end_turn"
+    assert offered_to_the_model(fake) == offered
