@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -23,10 +24,15 @@ from acp import Client, RequestError, spawn_agent_process, text_block
 from acp.client.connection import ClientSideConnection
 from acp.connection import StreamDirection, StreamEvent
 from acp.schema import (
+    AllowedOutcome,
     ClientCapabilities,
+    DeniedOutcome,
     EmbeddedResourceContentBlock,
+    PermissionOption,
+    RequestPermissionResponse,
     ResourceContentBlock,
     TextResourceContents,
+    ToolCallUpdate,
 )
 
 from fakeprovider.openai_server import FakeOpenAI, Reply, Stall
@@ -42,8 +48,30 @@ WAIT_S = 10.0
 
 
 class Recorder(Client):
+    """Permission questions are answered with ``answer`` (an option id, or ``"cancelled"``),
+    once ``release`` is set (it starts set)."""
+
+    def __init__(self) -> None:
+        self.answer = "once"
+        self.release = asyncio.Event()
+        self.release.set()
+
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
         pass  # updates are read raw from the observer
+
+    async def request_permission(
+        self,
+        session_id: str,
+        tool_call: ToolCallUpdate,
+        options: list[PermissionOption],
+        **kwargs: Any,
+    ) -> RequestPermissionResponse:
+        await self.release.wait()  # the request itself is read raw from the observer
+        if self.answer == "cancelled":
+            return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
+        return RequestPermissionResponse(
+            outcome=AllowedOutcome(outcome="selected", option_id=self.answer)
+        )
 
 
 @dataclass
@@ -53,6 +81,7 @@ class Agent:
     db: Path
     config: Path
     env: dict[str, str]
+    client: Recorder
     incoming: list[dict[str, Any]] = field(default_factory=list)
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -141,14 +170,15 @@ async def spawn(
                 agent.cond.notify_all()
 
     args = ("-m", "server.cli", "acp", "--db", str(db), "--config", str(config))
+    client = Recorder()  # type: ignore[abstract]  # the client methods a test needs are defined
     async with spawn_agent_process(
-        Recorder(),  # type: ignore[abstract]  # the client methods a test needs are defined
+        client,
         sys.executable,
         *args,
         env=env,
         observers=[observe],
     ) as (conn, process):
-        agent = Agent(conn, process, db, config, env)
+        agent = Agent(conn, process, db, config, env, client)
         box.append(agent)
         if initialize and compaction:
             # The SDK's ClientCapabilities has no `session.compaction` (unstable RFD): raw JSON.
@@ -505,3 +535,102 @@ async def test_config_options_pick_the_model_and_turn_auto_compaction_off(
     fake.push(Reply("over the window", prompt_tokens=9_500), when="chat")
     assert await agent.prompt(sid, "big") == "end_turn"
     assert fake.summary_requests == 0
+
+
+# --- permission questions (session/request_permission) -------------------------------------
+
+EDIT = '{"path": "notes.txt", "oldString": "42", "newString": "43"}'
+OPTIONS = [("once", "allow_once"), ("always", "allow_always"), ("reject", "reject_once")]
+
+
+def questions(agent: Agent) -> list[dict[str, Any]]:
+    return [m["params"] for m in agent.incoming if m.get("method") == "session/request_permission"]
+
+
+def last_update(agent: Agent, session_id: str, call_id: str) -> dict[str, Any]:
+    updates: list[dict[str, Any]] = agent.updates(session_id, "tool_call_update")
+    return [u for u in updates if u["toolCallId"] == call_id][-1]
+
+
+async def test_the_model_is_offered_the_editing_tools_over_acp(
+    agent: Agent, workspace: Path, fake: FakeOpenAI
+) -> None:
+    sid = await agent.new(workspace)
+    fake.push(Reply("Nothing to do."))
+    assert await agent.prompt(sid, "hello") == "end_turn"
+    offered = {t["function"]["name"] for t in fake.last_request.body.get("tools", [])}
+    assert {"edit", "write", "apply_patch", "bash", "read_file"} <= offered
+
+
+async def test_an_edit_asks_with_three_options_and_the_diff_and_once_applies_it(
+    agent: Agent, workspace: Path, fake: FakeOpenAI
+) -> None:
+    sid = await agent.new(workspace)
+    fake.push(Reply(tool_calls=[("call_1", "edit", EDIT)], finish="tool_calls"))
+    fake.push(Reply("Changed it."))
+    assert await agent.prompt(sid, "make it 43") == "end_turn"
+    assert (workspace / "notes.txt").read_text() == "the answer is 43\n"
+
+    [asked] = questions(agent)
+    path = str(workspace / "notes.txt")
+    diff = {"type": "diff", "path": path, "oldText": "the answer is 42\n"}
+    diff["newText"] = "the answer is 43\n"
+    assert asked["sessionId"] == sid
+    assert [(o["optionId"], o["kind"]) for o in asked["options"]] == OPTIONS
+    assert all(o["name"] for o in asked["options"])
+    call = asked["toolCall"]
+    assert call["kind"] == "edit" and call["status"] == "pending"
+    assert call["rawInput"] == json.loads(EDIT)
+    assert call["locations"] == [{"path": path}]
+    assert call["content"] == [diff]
+
+    [started] = agent.updates(sid, "tool_call")
+    assert started["toolCallId"] == call["toolCallId"] and started["kind"] == "edit"
+    done = last_update(agent, sid, call["toolCallId"])
+    assert done["status"] == "completed" and done["kind"] == "edit"
+    assert done["content"][0] == diff  # the planned diff, then what the model was told
+    assert done["content"][1]["type"] == "content"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [("reject", "rejected by the user"), ("cancelled", "cancelled before it was answered")],
+)
+async def test_a_rejected_or_cancelled_question_leaves_the_file_alone(
+    agent: Agent, workspace: Path, fake: FakeOpenAI, answer: str, error: str
+) -> None:
+    before = (workspace / "notes.txt").read_bytes()
+    sid = await agent.new(workspace)
+    agent.client.answer = answer
+    fake.push(Reply(tool_calls=[("call_1", "edit", EDIT)], finish="tool_calls"))
+    fake.push(Reply("Left it alone."))
+    assert await agent.prompt(sid, "make it 43") == "end_turn"
+    assert (workspace / "notes.txt").read_bytes() == before
+    [asked] = questions(agent)
+    done = last_update(agent, sid, asked["toolCall"]["toolCallId"])
+    assert done["status"] == "failed"
+    assert [c["type"] for c in done["content"]] == ["content"]  # no diff: nothing changed
+    assert error in done["content"][0]["content"]["text"]
+    sent = [m for m in fake.last_request.messages if m["role"] == "tool"]
+    assert error in sent[-1]["content"]
+
+
+async def test_cancel_while_asked_answers_cancelled_and_ignores_the_late_answer(
+    agent: Agent, workspace: Path, fake: FakeOpenAI
+) -> None:
+    before = (workspace / "notes.txt").read_bytes()
+    sid = await agent.new(workspace)
+    agent.client.release.clear()  # the user has not answered yet
+    fake.push(Reply(tool_calls=[("call_1", "edit", EDIT)], finish="tool_calls"))
+    turn = asyncio.create_task(agent.prompt(sid, "make it 43"))
+    await agent.wait_until(lambda: bool(questions(agent)))
+    await agent.conn.cancel(session_id=sid)
+    assert await asyncio.wait_for(turn, WAIT_S) == "cancelled"
+    agent.client.release.set()  # "once", after the cancel: too late
+    [asked] = questions(agent)
+    call_id = asked["toolCall"]["toolCallId"]
+    await agent.wait_until(lambda: last_update(agent, sid, call_id)["status"] == "failed")
+    fake.push(Reply("Still here."))
+    assert await agent.prompt(sid, "are you there?") == "end_turn"
+    assert (workspace / "notes.txt").read_bytes() == before
+    assert len(fake.requests) == 2  # the cancelled turn did not go on to the model

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from acp.agent.router import build_agent_router
@@ -45,10 +47,21 @@ from pydantic import ValidationError
 from server.config import Config
 from server.errors import PROVIDER_NOT_CONFIGURED, UNKNOWN_SESSION, RpcFailure
 from server.frontends import acp_commands
-from server.frontends.acp_updates import SessionView, Update, usage
+from server.frontends.acp_updates import (
+    SessionView,
+    Update,
+    input_diffs,
+    planned_diffs,
+    text_block,
+    tool_call_fields,
+    usage,
+)
+from server.permission_gate import OPTIONS, parse_answer
 from server.service import ContextView, Sidecar
+from server.tools import plan_tool
+from server.tools.edits import Plan
 from store import StoreError
-from store.models import Event
+from store.models import Event, Json, PermissionOption
 
 if TYPE_CHECKING:
     from server.turn import SessionStatus
@@ -84,6 +97,9 @@ class AcpAgent:
         self.compaction_capable = False
         self.boolean_options = False
         self.turns: set[asyncio.Task[Any]] = set()
+        self.questions: set[asyncio.Task[None]] = set()  # session/request_permission in flight
+        self.closing = False  # the input ended: no more questions
+        self.sidecar.gate.client = self
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -154,6 +170,118 @@ class AcpAgent:
             v = SessionView(session_id, self.compaction_capable, directory)
             self.views[session_id] = v
         return v
+
+    # --- PermissionClient (server/permission_gate.py; worker threads) ------------------------
+
+    def can_answer_permissions(self) -> bool:
+        """``session/request_permission`` is a baseline client method: every ACP client can be
+        asked, while the connection lasts."""
+        loop = self.loop
+        return (
+            self.conn is not None and loop is not None and not loop.is_closed() and not self.closing
+        )
+
+    def request_permission(
+        self, params: Json, answered: Callable[[PermissionOption | None], None]
+    ) -> None:
+        """Ask the client with ``session/request_permission``, without blocking the caller: the
+        question is built on a worker (it reads the store and plans the edit again for its
+        diff), sent from the event loop in order with the updates, and ``answered`` gets the
+        option selected (None: cancelled, an error, or the connection ended) on a worker."""
+
+        def build() -> None:
+            try:
+                built = self._permission_params(params)
+            except Exception:
+                log.exception("could not build the permission question")
+                built = None
+            if built is None:
+                answered(None)
+                return
+            acp_params, part_id, diffs = built
+            self.post(lambda: self._ask(acp_params, part_id, diffs, answered))
+
+        try:
+            self.executor.submit(build)
+        except RuntimeError:  # shutting down
+            answered(None)
+
+    def _permission_params(self, params: Json) -> tuple[Json, str, list[Update]] | None:
+        with self.sidecar.store.read() as tx:
+            question = tx.get_permission_request(str(params.get("permissionId")))
+            session = tx.get_session(question.session_id) if question is not None else None
+        if question is None or session is None:
+            return None
+        directory = session.directory
+        diffs: list[Update] = []
+        content: list[Update] = []
+        if question.diff is not None and directory:
+            planned = plan_tool(question.tool, json.dumps(question.input), Path(directory))
+            if isinstance(planned, Plan):  # each file's whole text, before and after
+                diffs = planned_diffs(planned, directory)
+            else:  # the file changed since the question was asked: the stored diff, as text
+                content = [{"type": "content", "content": text_block(question.diff)}]
+        if not diffs and not content:
+            diffs = input_diffs(question.tool, question.input, directory)
+        tool_call = tool_call_fields(
+            question.part_id,
+            question.tool,
+            question.title,
+            "pending",
+            question.input,
+            directory,
+            diffs,
+        )
+        if diffs or content:
+            tool_call["content"] = diffs + content
+        acp_params: Json = {
+            "sessionId": question.session_id,
+            "toolCall": tool_call,
+            "options": [dict(o) for o in OPTIONS],
+        }
+        return acp_params, question.part_id, diffs
+
+    async def _ask(
+        self,
+        params: Json,
+        part_id: str,
+        diffs: list[Update],
+        answered: Callable[[PermissionOption | None], None],
+    ) -> None:
+        """A pump item: send the question now (after the updates queued before it) and wait
+        for the answer in a task of its own, so that updates keep flowing meanwhile."""
+        v = self.views.get(str(params["sessionId"]))
+        if v is not None and diffs:
+            v.diffs[part_id] = diffs  # the tool call's later updates show the same diff
+        conn = self.conn
+        if conn is None or self.closing:
+            self._answered(answered, None)
+            return
+
+        async def wait() -> None:
+            option: PermissionOption | None = None
+            try:
+                option = parse_answer(await conn.send_request("session/request_permission", params))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # an error answer, or the connection ended
+                log.info("session/request_permission failed: %s", e)
+            finally:
+                self._answered(answered, option)
+
+        task = asyncio.get_running_loop().create_task(wait())
+        self.questions.add(task)
+        task.add_done_callback(self.questions.discard)
+
+    def _answered(
+        self, answered: Callable[[PermissionOption | None], None], option: PermissionOption | None
+    ) -> None:
+        """Store the answer on a worker (it writes the store); a question the turn already
+        settled (cancel, another client's answer) ignores it."""
+        try:
+            self.executor.submit(answered, option)
+        except RuntimeError:  # shutting down: the turn settles the question as it stops
+            log.debug("an answer arrived after shutdown and is dropped")
 
     # --- SidecarListener (worker threads) -------------------------------------------------------
 

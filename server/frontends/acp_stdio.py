@@ -114,6 +114,7 @@ async def serve(config: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
     try:
         await conn.main_loop()
     finally:  # end of input: stop the turns, let the workers finish, then close the store
+        agent.closing = True  # no more questions: a turn that would ask fails the call
         runner = agent.sidecar.runner
         if runner is not None:
             await agent.call(lambda: runner.close(timeout=2.0))

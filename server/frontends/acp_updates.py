@@ -19,11 +19,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.service import ContextView, Loaded
+from server.tools.apply_patch import parse as parse_patch
+from server.tools.base import ToolError
+from server.tools.edits import Plan
 from store.models import Event
 
 Update = dict[str, Any]
 
-TOOL_KINDS = {"read_file": "read", "list_files": "search", "grep": "search"}
+TOOL_KINDS = {
+    "read_file": "read",
+    "list_files": "search",
+    "grep": "search",
+    "edit": "edit",
+    "write": "edit",
+    "apply_patch": "edit",
+    "bash": "execute",
+}
 TOOL_STATUS = {
     "pending": "pending",
     "running": "in_progress",
@@ -80,6 +91,7 @@ class SessionView:
     sent: dict[str, int] = field(default_factory=dict)  # part id -> characters sent
     live: dict[str, int] = field(default_factory=dict)  # part id -> characters from deltas
     tools: set[str] = field(default_factory=set)  # tool parts announced with tool_call
+    diffs: dict[str, list[Update]] = field(default_factory=dict)  # part id -> planned diffs
     compactions: dict[str, _Compaction] = field(default_factory=dict)
     used: int | None = None  # tokens of the latest step (or usage_update) seen
     local_prompts: int = 0  # prompts of this connection running: their text is not echoed
@@ -227,21 +239,20 @@ class SessionView:
         given = state.get("input")
         args: dict[str, Any] = given if isinstance(given, dict) else {}
         title = str(state.get("title") or _tool_title(name, args))
-        fields: Update = {"toolCallId": part_id, "title": title, "status": status}
-        if name in TOOL_KINDS:
-            fields["kind"] = TOOL_KINDS[name]
-        fields["rawInput"] = args
-        path = args.get("path")
-        if isinstance(path, str) and self.directory:
-            fields["locations"] = [{"path": os.path.normpath(os.path.join(self.directory, path))}]
+        diffs = self.diffs.get(part_id) or input_diffs(name, args, self.directory)
+        fields = tool_call_fields(part_id, name, title, status, args, self.directory, diffs)
         result = state.get("output") if status == "completed" else state.get("error")
         if isinstance(result, str) and status in ("completed", "failed"):
-            fields["content"] = [{"type": "content", "content": text_block(result)}]
+            # A failed edit changed nothing: its diff is not shown, only why it failed.
+            shown = diffs if status == "completed" else []
+            fields["content"] = [*shown, {"type": "content", "content": text_block(result)}]
             fields["rawOutput"] = {"output": result} if status == "completed" else {"error": result}
         out: list[Update] = []
         if part_id not in self.tools:
             self.tools.add(part_id)
             start = {k: v for k, v in fields.items() if k not in ("content", "rawOutput")}
+            if diffs:
+                start["content"] = diffs
             out.append({"sessionUpdate": "tool_call", **start, "status": "pending"})
             if status == "pending" and not replay:
                 return out
@@ -320,6 +331,85 @@ def _compacted_text(before: int | None, after: int | None, summary: str, replay:
     return f"{head}; summary follows.\n\n{summary.strip()}\n"
 
 
+def tool_call_fields(
+    part_id: str,
+    name: str,
+    title: str,
+    status: str,
+    args: dict[str, Any],
+    directory: str | None,
+    diffs: list[Update],
+) -> Update:
+    """The ``tool_call`` / ``tool_call_update`` fields of a tool part (``toolCallId`` is the
+    part's id), and of the ``toolCall`` of ``session/request_permission``; ``content`` is left
+    to the caller."""
+    fields: Update = {"toolCallId": part_id, "title": title, "status": status}
+    if name in TOOL_KINDS:
+        fields["kind"] = TOOL_KINDS[name]
+    fields["rawInput"] = args
+    path = args.get("path")
+    paths = [_absolute(directory, path)] if isinstance(path, str) and directory else []
+    paths += [str(d["path"]) for d in diffs if d["path"] not in paths]
+    if paths:
+        fields["locations"] = [{"path": p} for p in paths]
+    return fields
+
+
+def _absolute(directory: str | None, path: str) -> str:
+    return os.path.normpath(os.path.join(directory or "/", path))
+
+
+def diff_block(directory: str | None, path: str, old: str | None, new: str) -> Update:
+    block: Update = {"type": "diff", "path": _absolute(directory, path)}
+    if old is not None:
+        block["oldText"] = old
+    block["newText"] = new
+    return block
+
+
+def planned_diffs(plan: Plan, directory: str | None) -> list[Update]:
+    """Each file's whole text before and after a planned edit (the permission question's
+    diff): ``oldText`` absent for a new file, ``newText`` empty for a deletion."""
+    return [
+        diff_block(directory, c.shown, c.before, c.after if c.after is not None else "")
+        for c in plan.changes
+    ]
+
+
+def input_diffs(name: str, args: dict[str, Any], directory: str | None) -> list[Update]:
+    """Diff blocks from an edit tool's input alone, when the planned ones are not known (the
+    call was allowed without a question, or asked before this connection saw it): ``edit``
+    shows ``oldString`` → ``newString``, ``write`` the new content (no ``oldText``: the old
+    one is not stored), ``apply_patch`` each hunk's old and new lines (a deletion shows
+    nothing). Best effort: input that does not parse gives no blocks."""
+    if not directory:
+        return []
+    path = args.get("path")
+    if name == "edit" and isinstance(path, str):
+        old, new = args.get("oldString"), args.get("newString")
+        if isinstance(old, str) and isinstance(new, str):
+            return [diff_block(directory, path, old, new)]
+    elif name == "write" and isinstance(path, str):
+        content = args.get("content")
+        if isinstance(content, str):
+            return [diff_block(directory, path, None, content)]
+    elif name == "apply_patch" and isinstance(args.get("patchText"), str):
+        try:
+            operations = parse_patch(args["patchText"])
+        except (ToolError, IndexError, ValueError):
+            return []
+        out: list[Update] = []
+        for op in operations:
+            if op.kind == "add":
+                out.append(diff_block(directory, op.path, None, "\n".join(op.added)))
+            elif op.kind == "update":
+                old_lines = "\n".join("\n".join(h.old) for h in op.hunks)
+                new_lines = "\n".join("\n".join(h.new) for h in op.hunks)
+                out.append(diff_block(directory, op.move_to or op.path, old_lines, new_lines))
+        return out
+    return []
+
+
 def _tool_title(name: str, args: dict[str, Any]) -> str:
     for key in ("path", "pattern", "query"):
         if isinstance(args.get(key), str):
@@ -327,4 +417,14 @@ def _tool_title(name: str, args: dict[str, Any]) -> str:
     return name
 
 
-__all__ = ["SessionView", "Update", "text_block", "tokens_label", "usage"]
+__all__ = [
+    "SessionView",
+    "Update",
+    "diff_block",
+    "input_diffs",
+    "planned_diffs",
+    "text_block",
+    "tokens_label",
+    "tool_call_fields",
+    "usage",
+]
