@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +427,74 @@ def test_end_of_input_at_the_question_cancels_it(
     state = tool_state(tmp_path)
     assert state["status"] == "error"
     assert "cancelled" in state["error"]
+
+
+class LockedText(io.StringIO):
+    """A StringIO that threads can write to while a test polls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            return super().write(s)
+
+    def text(self) -> str:
+        with self.lock:
+            return self.getvalue()
+
+
+def wait_for(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_question_answered_by_another_editor_is_dismissed_and_the_next_line_is_a_prompt(
+    tmp_path: Path, openai: FakeOpenAI, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai.push(Reply(tool_calls=[("call_1", "edit", EDIT)], finish="tool_calls"), when="chat")
+    openai.push(Reply("done"), when="chat")
+    openai.push(Reply("hi back"), when="chat")
+    db = tmp_path / "sessions.db"
+    config = write_config(tmp_path / "config.toml", {"provider": "openai", "model": "fake-model"})
+    for name in list(os.environ):
+        if name.startswith("SESSIONLSP_"):
+            monkeypatch.delenv(name)
+    for name, value in env_for(openai, SESSIONLSP_API_KEY="sk-test-chat").items():
+        monkeypatch.setenv(name, value)
+    # the other editor: a server of its own on the same database, following the session
+    argv = [sys.executable, "-m", "server.cli", "serve", "--db", str(db), "--config", str(config)]
+    editor_answer: Future[Any] = Future()
+    with RpcClient.spawn(argv, stderr=subprocess.PIPE) as editor:
+        editor.on_request("session/requestPermission", lambda method, params: editor_answer)
+        editor.initialize(
+            capabilities={"experimental": {"sessionlsp": {"permissions": True}}}, timeout=WAIT_S
+        )
+        new = editor.request("session/new", {"title": "t", "directory": str(work)}, WAIT_S)
+        sid = new["sessionId"]
+        pipe, stdout, stderr = Pipe(), LockedText(), LockedText()
+        args = parse("--db", str(db), "--config", str(config), "--session", sid)
+        codes: list[int] = []
+        chat = threading.Thread(
+            target=lambda: codes.append(run_chat(args, pipe.reader, stdout, stderr))
+        )
+        chat.start()
+        try:
+            pipe.type("edit a.txt\n")
+            wait_for(lambda: "[o]nce / [a]lways / [r]eject?" in stderr.text(), "the question")
+            # the chat's input thread is now reading for the question; the editor answers first
+            editor_answer.set_result({"outcome": {"outcome": "selected", "optionId": "once"}})
+            wait_for(lambda: "[answered elsewhere: once]" in stderr.text(), "the dismissal")
+            wait_for(lambda: stdout.text() == "done\n", "the end of the turn")
+            pipe.type("hello\n")  # read by the question's pending read: it must be a prompt
+            wait_for(lambda: stdout.text() == "done\nhi back\n", "the second turn")
+        finally:
+            pipe.writer.close()
+            chat.join(WAIT_S)
+            pipe.reader.close()
+    assert codes == [0], stderr.text()
+    assert (work / "a.txt").read_bytes() == b"new line\n"
+    assert "[allowed once]" not in stderr.text()
