@@ -6,6 +6,17 @@ The answer streams to stdout as ``session/delta`` notifications arrive; everythi
 (session ids, compaction and tool notes, errors) goes to stderr, so stdout holds only the
 assistant's text.
 
+Permission questions (``session/requestPermission``: the ``permission`` setting says ``ask`` for
+a tool call) are shown on stderr (the tool, its title, the diff, coloured on a terminal, or the
+command) and answered ``[o]nce / [a]lways / [r]eject`` from a line of the chat's input; end of
+input or Ctrl-C answers ``cancelled`` (Ctrl-C also cancels the turn, as always). The chat
+declares the capability (``experimental.sessionlsp.permissions``) only when its input can
+answer: always in the REPL (a terminal, or a script piped in, whose lines answer questions as
+they come), in the one-shot ``chat MESSAGE`` only when stdin is a terminal, never for ``chat -``
+(stdin is the message). Without it the server does not offer the model tools that would ask.
+All input is read by one thread (:class:`client.terminal.Terminal`) that routes each line to
+the open question or the prompt, so a question settled elsewhere does not eat a prompt line.
+
 Exit codes: 0 done, 1 the turn or the server failed, 2 usage (unknown session, empty message),
 130 interrupted (a cancelled one-shot turn, or a second Ctrl-C).
 """
@@ -29,6 +40,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from client.rpc_client import RpcClient, RpcClosed, RpcError
+from client.terminal import Question, Terminal
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +100,8 @@ def run_chat(
     """Run ``sessionlsp chat`` with ``args``; returns the exit code."""
     out = _Output(stdout, stderr)
     message: str | None = getattr(args, "message", None)
+    # whether the input can answer permission questions (see the module docstring)
+    asks = message is None or (message != "-" and _isatty(stdin))
     if message == "-":
         message = stdin.read()
     if message is not None and not message.strip():
@@ -102,14 +116,15 @@ def run_chat(
         return EXIT_FAILED
     if verbose:
         client.on_stderr(lambda line: out.note(f"[server] {line}"))
+    terminal = Terminal(stdin, out, interactive=_isatty(stdin)) if asks else None
     try:
-        chat = _Chat(client, out, verbose)
+        chat = _Chat(client, out, verbose, terminal)
         chat.start()
         if getattr(args, "session", None) and not chat.load(args.session):
             return EXIT_USAGE
         if message is not None:
             return chat.one_shot(message)
-        return chat.repl(stdin)
+        return chat.repl(_isatty(stdin))
     except RpcClosed:
         _report_server_exit(out, client)
         return EXIT_FAILED
@@ -119,6 +134,8 @@ def run_chat(
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:
+        if terminal is not None:
+            terminal.close()
         client.close(CLOSE_TIMEOUT_S)
 
 
@@ -139,6 +156,7 @@ class _Output:
     def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
         self._stdout = stdout
         self._stderr = stderr
+        self.color = _isatty(stderr)  # questions (on stderr) show coloured diffs
         self._lock = threading.Lock()
 
     def text(self, text: str) -> None:
@@ -182,6 +200,7 @@ class _Renderer:
         self._last_part: str | None = None
         self._at_line_start = True
         self._notes: set[tuple[str, str]] = set()
+        self._status_now = "idle"
 
     def begin_turn(self) -> None:
         with self._lock:
@@ -193,9 +212,18 @@ class _Renderer:
     def end_turn(self) -> None:
         with self._lock:
             self._active = False
-            if not self._at_line_start:
-                self._out.text("\n")
-                self._at_line_start = True
+            self._break_line()
+
+    def break_line(self) -> None:
+        """End the answer's current line (before a question is shown)."""
+        with self._lock:
+            self._break_line()
+
+    def _break_line(self) -> None:
+        if not self._at_line_start:
+            self._out.text("\n")
+            self._at_line_start = True
+            self._last_part = None
 
     def handle(self, method: str, params: Any) -> None:
         params = _obj(params)
@@ -294,9 +322,15 @@ class _Renderer:
             self._note((marker, "failed"), f"[compaction failed: {_error_text(data.get('error'))}]")
 
     def _status(self, params: dict[str, Any]) -> None:
-        if self._active and params.get("status") == "retry":
+        status = _str(params.get("status"))
+        previous, self._status_now = self._status_now, status
+        if not self._active:
+            return
+        if status == "retry":
             attempt = params.get("attempt")
             self._note(("retry", str(attempt)), f"[retrying (attempt {attempt})…]")
+        elif status == "waiting" and previous != "waiting":
+            self._out.note("[waiting for permission…]")
 
 
 class _Outcome(Enum):
@@ -381,26 +415,46 @@ class _Compacted:
 
 
 class _Chat:
-    def __init__(self, client: RpcClient, out: _Output, verbose: bool) -> None:
+    def __init__(
+        self, client: RpcClient, out: _Output, verbose: bool, terminal: Terminal | None = None
+    ) -> None:
+        """With ``terminal`` the chat answers permission questions from it."""
         self.client = client
         self.out = out
         self.verbose = verbose
+        self.terminal = terminal
         self.renderer = _Renderer(out)
         self.session_id: str | None = None
         client.on_notification(None, self._on_notification)
+        if terminal is not None:
+            client.on_request("session/requestPermission", self._on_permission)
 
     def _on_notification(self, method: str, params: Any) -> None:
         if method == "window/logMessage" and self.verbose:
             self.out.note(f"[server] {_str(_obj(params).get('message'))}")
-        else:
-            self.renderer.handle(method, params)
+            return
+        if method == "session/sync" and self.terminal is not None:
+            params = _obj(params)
+            if params.get("type") == "permission.replied":
+                data = _obj(params.get("data"))
+                self.terminal.settled(_str(data.get("id")), data)
+        self.renderer.handle(method, params)
+
+    def _on_permission(self, method: str, params: Any) -> Future[dict[str, Any]]:
+        """``session/requestPermission``: shown and answered from the terminal (later)."""
+        assert self.terminal is not None
+        self.renderer.break_line()
+        return self.terminal.ask(Question.parse(params))
 
     def _use(self, session_id: str | None) -> None:
         self.session_id = session_id
         self.renderer.session_id = session_id
 
     def start(self) -> None:
-        result = self.client.initialize(client_name="sessionlsp-chat")
+        capabilities: dict[str, Any] = {"window": {"workDoneProgress": True}}
+        if self.terminal is not None:
+            capabilities["experimental"] = {"sessionlsp": {"permissions": True}}
+        result = self.client.initialize(client_name="sessionlsp-chat", capabilities=capabilities)
         caps = _obj(_obj(_obj(result.get("capabilities")).get("experimental")).get("sessionlsp"))
         version = caps.get("protocolVersion")
         if version != PROTOCOL_VERSION:
@@ -473,6 +527,8 @@ class _Chat:
                     return _obj(future.result())
             except KeyboardInterrupt:
                 handled = max(interrupts.count, handled + 1)
+                if self.terminal is not None:
+                    self.terminal.cancel_questions()  # answered "cancelled"
                 if handled > 1:
                     return None
                 self.client.notify("session/cancel", {"sessionId": session_id})
@@ -492,12 +548,13 @@ class _Chat:
 
     # -- REPL -------------------------------------------------------------------------------
 
-    def repl(self, stdin: TextIO) -> int:
-        interactive = stdin.isatty()
+    def repl(self, interactive: bool) -> int:
+        """Read prompts from the terminal (``interactive``: a person types; show a prompt)."""
+        assert self.terminal is not None
         while True:
             if interactive:
                 self.out.prompt("> ")
-            line = stdin.readline()
+            line = self.terminal.readline()
             if not line:
                 if interactive:
                     self.out.note("")
@@ -588,6 +645,13 @@ class _Chat:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _obj(value: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ bytes of the body. One reader thread parses the child's stdout and dispatches, i
 order: responses resolve the matching request's future; notifications go to the callbacks
 registered with :meth:`RpcClient.on_notification`; requests from the server are answered
 (``window/workDoneProgress/create`` and the capability registrations with ``null``, anything
-else with -32601 unless a handler is registered with :meth:`RpcClient.on_request`).
+else with -32601 unless a handler is registered with :meth:`RpcClient.on_request`). A handler
+that must wait (for a person, say) returns a :class:`~concurrent.futures.Future` and the answer
+goes out when it resolves, so the reader thread keeps dispatching meanwhile.
 
 Because responses and notifications are dispatched on the same thread, every notification
 the server sent before a response has been handled by the time the request returns.
@@ -32,7 +34,10 @@ NotificationHandler = Callable[[str, Any], None]
 """``callback(method, params)``; runs on the reader thread."""
 
 RequestHandler = Callable[[str, Any], Any]
-"""``handler(method, params) -> result``; raise :class:`RpcError` to answer with an error."""
+"""``handler(method, params) -> result``; raise :class:`RpcError` to answer with an error.
+
+A returned :class:`~concurrent.futures.Future` is answered when it resolves: its result, or the
+error its :class:`RpcError` (any other exception: an internal error) describes."""
 
 METHOD_NOT_FOUND = -32601
 PARSE_ERROR = -32700
@@ -257,7 +262,9 @@ class RpcClient:
         """Answer server requests named ``method`` (None: any without its own handler).
 
         ``handler(method, params)`` runs on the reader thread; its return value is the result,
-        an :class:`RpcError` it raises becomes the error response.
+        an :class:`RpcError` it raises becomes the error response. A handler that cannot answer
+        at once returns a :class:`~concurrent.futures.Future`; the answer is sent, from the
+        thread that resolves it, when it does (notifications keep flowing meanwhile).
         """
         with self._state_lock:
             self._request_handlers[method] = handler
@@ -445,16 +452,31 @@ class RpcClient:
         response: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
         if handler is not None:
             try:
-                response["result"] = handler(method, params)
-            except RpcError as exc:
-                response["error"] = _error_object(exc)
+                result = handler(method, params)
             except Exception as exc:
-                logger.exception("request handler for %s failed", method)
-                response["error"] = {"code": -32603, "message": f"client error: {exc}"}
+                response.update(_answer_for_exception(method, exc))
+            else:
+                if isinstance(result, Future):
+                    result.add_done_callback(
+                        lambda done: self._answer_later(request_id, method, done)
+                    )
+                    return
+                response["result"] = result
         elif method in NULL_ANSWERED:
             response["result"] = None
         else:
             response["error"] = {"code": METHOD_NOT_FOUND, "message": f"unhandled: {method}"}
+        self._send_response(method, response)
+
+    def _answer_later(self, request_id: Any, method: str, done: Future[Any]) -> None:
+        response: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+        try:
+            response["result"] = done.result()
+        except Exception as exc:  # an RpcError, a bug, or a cancelled future
+            response.update(_answer_for_exception(method, exc))
+        self._send_response(method, response)
+
+    def _send_response(self, method: str, response: dict[str, Any]) -> None:
         try:
             self._write(encode_frame(response))
         except RpcClosed as exc:
@@ -487,6 +509,14 @@ class RpcClient:
             stream.close()
         except (OSError, ValueError) as exc:
             logger.debug("closing a pipe: %s", exc)
+
+
+def _answer_for_exception(method: str, exc: Exception) -> dict[str, Any]:
+    """The ``error`` member answering a server request whose handler raised ``exc``."""
+    if isinstance(exc, RpcError):
+        return {"error": _error_object(exc)}
+    logger.error("request handler for %s failed", method, exc_info=exc)
+    return {"error": {"code": -32603, "message": f"client error: {exc}"}}
 
 
 def _error_object(error: RpcError) -> dict[str, Any]:

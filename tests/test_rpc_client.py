@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,36 @@ def test_a_process_that_exits_at_once_fails_the_first_request() -> None:
     assert c.wait(5) == 4
     assert c.stderr_tail() == ["no config"]
     c.close()
+
+
+def test_a_handler_can_answer_later_while_notifications_keep_flowing(client: RpcClient) -> None:
+    later: Future[Any] = Future()
+    asked = threading.Event()
+    seen: list[int] = []
+
+    def ask(method: str, params: Any) -> Any:
+        asked.set()
+        return later
+
+    client.on_request("x/ask", ask)
+    client.on_notification("test/event", lambda method, params: seen.append(params["i"]))
+    answer = client.request_async("test/serverRequest", {"method": "x/ask", "params": {}})
+    assert asked.wait(5)
+    client.request("test/notify", {"count": 2})  # the reader thread is not held by the handler
+    assert seen == [0, 1]
+    assert not answer.done()
+    threading.Thread(target=later.set_result, args=({"picked": "once"},)).start()
+    assert answer.result(5) == {"answer": {"result": {"picked": "once"}}}
+
+
+def test_a_later_answer_can_be_an_error(client: RpcClient) -> None:
+    refused: Future[Any] = Future()
+    refused.set_exception(RpcError(-32800, "nobody here"))
+    broken: Future[Any] = Future()
+    broken.set_exception(RuntimeError("bug"))
+    client.on_request("x/refused", lambda method, params: refused)
+    client.on_request("x/broken", lambda method, params: broken)
+    first = client.request("test/serverRequest", {"method": "x/refused", "params": {}})
+    assert first["answer"]["error"] == {"code": -32800, "message": "nobody here"}
+    second = client.request("test/serverRequest", {"method": "x/broken", "params": {}})
+    assert second["answer"]["error"]["code"] == -32603
