@@ -44,9 +44,8 @@ from client.terminal import Question, Terminal
 
 logger = logging.getLogger(__name__)
 
-# -32001 in the protocol brief; the server as built uses -31001 (outside JSON-RPC's reserved
-# -32768..-32000 range). Either means "no such session".
-UNKNOWN_SESSION_CODES = frozenset({-32001, -31001})
+# docs/protocol.md's code for "no such session" (outside JSON-RPC's reserved -32768..-32000).
+UNKNOWN_SESSION = -31001
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -467,7 +466,7 @@ class _Chat:
         try:
             result = _obj(self.client.request("session/load", {"sessionId": session_id}))
         except RpcError as exc:
-            if exc.code not in UNKNOWN_SESSION_CODES:
+            if exc.code != UNKNOWN_SESSION:
                 raise
             self.out.note(f"error: unknown session {session_id}")
             return False
