@@ -108,9 +108,8 @@ def test_resuming_a_known_session_prompts_in_it(tmp_path: Path) -> None:
     assert chat.received("session/prompt")[0]["params"]["sessionId"] == "ses_known"
 
 
-@pytest.mark.parametrize("code", [-32001, -31001])
-def test_an_unknown_session_exits_2_with_a_message(tmp_path: Path, code: int) -> None:
-    chat = Chat(tmp_path, ("--unknown-session-code", str(code)))
+def test_an_unknown_session_exits_2_with_a_message(tmp_path: Path) -> None:
+    chat = Chat(tmp_path)
     assert chat.run("--session", "ses_nope", "hello") == 2
     assert "unknown session ses_nope" in chat.stderr.getvalue()
     assert chat.stdout.getvalue() == ""

@@ -5,7 +5,7 @@ it imports nothing from the project, so its framing is an independent check of t
 It speaks the framed JSON-RPC protocol on stdio, single-threaded, and answers:
 
 * ``initialize`` / ``shutdown`` / ``exit``;
-* ``session/new``, ``session/load`` (``ses_known`` exists; any other id gets -32001, or the
+* ``session/new``, ``session/load`` (``ses_known`` exists; any other id gets -31001, or the
   ``--unknown-session-code``), ``session/list``, ``session/context``, ``session/compact``
   (a fixed result), ``session/delete``;
 * ``session/prompt``: three ``session/delta`` notifications that make up ``Echo: <text>``; when
@@ -32,7 +32,7 @@ import json
 import sys
 from typing import IO, Any
 
-UNKNOWN_SESSION = -32001
+UNKNOWN_SESSION = -31001  # docs/protocol.md
 METHOD_NOT_FOUND = -32601
 PARSE_ERROR = -32700
 KNOWN_SESSION = "ses_known"
