@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from server.compaction import AnyCancel, CompactionEngine
 from server.context import ModelContext, build_context
@@ -72,6 +72,7 @@ from server.tools import (
 from server.tools.base import ToolError, parse_arguments, printable
 from store import LeaseLost, Store, StoreError
 from store.models import (
+    Json,
     Message,
     MessageError,
     ReasoningPart,
@@ -472,6 +473,7 @@ class Turn:
                     output=out.output or None,
                     error=out.error,
                     title=out.title,
+                    metadata=_stored_metadata(out.metadata),
                 )
             with self.store.write() as tx:
                 self.ownership.fence(tx, self.session_id)
@@ -583,6 +585,23 @@ def _input(call: ToolCall) -> dict[str, object]:
     except json.JSONDecodeError:
         return {"_raw": call.arguments[:2000]}
     return value if isinstance(value, dict) else {"_value": value}
+
+
+MAX_STORED_BEFORE_CHARS = 200_000  # a file's old content kept on its edit part, at most
+
+
+def _stored_metadata(metadata: dict[str, Any] | None) -> Json | None:
+    """What a tool's metadata leaves on its part: every file's path, action and diff, and its
+    content before the change when that is not large (every sync of the part carries it)."""
+    if not metadata:
+        return None
+    def kept(entry: dict[str, Any]) -> dict[str, Any]:
+        before = entry.get("before")
+        if isinstance(before, str) and len(before) > MAX_STORED_BEFORE_CHARS:
+            return {k: v for k, v in entry.items() if k != "before"}
+        return entry
+
+    return {**metadata, "files": [kept(e) for e in metadata.get("files", [])]}
 
 
 def _too_large(reason: str) -> TurnError:

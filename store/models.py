@@ -188,6 +188,9 @@ class ToolState:
     time_start: int | None = None
     time_end: int | None = None
     time_compacted: int | None = None  # set by prune: the output no longer goes to the model
+    # For the front ends, never the model: a tool that changed files records
+    # {"files": [{path, action, diff, before?, movedFrom?}]} so editors can show and undo it.
+    metadata: Json | None = None
 
     def to_json(self) -> Json:
         return _drop_none(
@@ -197,6 +200,7 @@ class ToolState:
                 "output": self.output,
                 "error": self.error,
                 "title": self.title,
+                "metadata": self.metadata,
                 "time": _drop_none(
                     {
                         "start": self.time_start,
@@ -282,6 +286,7 @@ def body_from_json(type_: str, d: Json) -> PartBody:
             time_start=t.get("start"),
             time_end=t.get("end"),
             time_compacted=t.get("compacted"),
+            metadata=s.get("metadata"),
         )
         return ToolPart(call_id=d["callId"], tool=d["tool"], state=state)
     if type_ == "file":

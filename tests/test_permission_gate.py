@@ -314,3 +314,26 @@ async def test_the_model_is_told_only_of_the_tools_it_could_use(
     result = await server.request("session/prompt", prompt_params(sid, "what is here?"))
     assert result["stopReason"] == "end_turn"
     assert offered_to_the_model(fake) == offered
+
+
+async def test_an_edit_part_carries_the_path_the_diff_and_the_old_content(
+    tmp_path: Path, fake: FakeOpenAI, work: Path, closing: list[Session]
+) -> None:
+    server = await serve(tmp_path, fake, None, permission="allow")
+    closing.append(server)
+    script_edit(fake)
+    sid = await new_session(server, directory=str(work))
+    await server.request("session/prompt", prompt_params(sid, "edit it"))
+    [state] = await tool_states(server, sid)
+    [changed] = state["metadata"]["files"]
+    assert changed["path"] == "a.txt" and changed["before"] == "old line\n"
+    assert "-old line" in changed["diff"] and "+new line" in changed["diff"]
+    # the same state reached followers through session/sync, and the model saw no metadata
+    synced = [
+        e["data"]["state"]
+        for e in server.collected.syncs(sid, "message.part.updated")
+        if e["data"]["type"] == "tool" and e["data"]["state"]["status"] == "completed"
+    ]
+    assert synced[-1]["metadata"] == state["metadata"]
+    sent = [m for m in fake.last_request.body["messages"] if m["role"] == "tool"]
+    assert "old line\n" not in sent[0]["content"]
