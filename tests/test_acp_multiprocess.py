@@ -1,5 +1,6 @@
 """``sessionlsp acp`` processes sharing one database with each other and with ``sessionlsp
-serve`` processes: concurrent compactions from both front ends.
+serve`` processes: concurrent compactions from both front ends, and an agent killed
+mid-summary whose compaction a fresh agent finishes.
 
 The ACP side is driven as in tests/test_acp.py (the official SDK's ``spawn_agent_process``), the
 LSP side as in tests/test_server_multiprocess.py (pytest-lsp); the result is read back from the
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fakeprovider.openai_server import FakeOpenAI
+from fakeprovider.openai_server import FakeOpenAI, Stall
 from store import Store
 from store.models import Compaction, MessageWithParts
 from tests.lsp_support import Session, start
@@ -51,6 +52,12 @@ def gated() -> Iterator[GatedSummaries]:
 
 
 @pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(chunk_chars=8, prompt_tokens=50, completion_tokens=10) as f:
+        yield f
+
+
+@pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text('provider = "openai"\nmodel = "fake-model"\n')
@@ -69,6 +76,15 @@ def read_back(db: Path, sid: str) -> tuple[list[MessageWithParts], list[Compacti
     try:
         with store.read() as tx:
             return tx.history(sid), tx.compactions(sid)
+    finally:
+        store.close()
+
+
+def summaries(db: Path, marker_id: str) -> list[Any]:
+    store = Store(db)
+    try:
+        with store.read() as tx:
+            return tx.summaries_of(marker_id)
     finally:
         store.close()
 
@@ -151,3 +167,46 @@ async def test_ten_concurrent_compacts_from_acp_and_lsp_make_one_marker_and_one_
         assert acp_results == ["end_turn"] * CALLERS
         for a, c in zip(agents, capable, strict=True):
             assert saw_compaction(a, sid, marker_id, c)
+
+
+async def test_an_agent_killed_mid_summary_is_finished_by_a_fresh_one(
+    tmp_path: Path, config_file: Path, fake: FakeOpenAI, workspace: Path
+) -> None:
+    """``/compact`` in one agent, SIGKILLed while the summary streams; a new ``sessionlsp acp``
+    loads the session and its next prompt finishes that compaction, once."""
+    db, env = tmp_path / "shared.db", env_for(fake)
+    async with spawn(db, config_file, env) as doomed:
+        sid = await doomed.new(workspace)
+        for text in ("remember src/app.py", "and the failing test"):
+            assert await doomed.prompt(sid, text) == "end_turn"
+        fake.push(Stall(after_chunks=3, text="## Objective\nFix the failing"), when="summary")
+        compact = asyncio.create_task(doomed.prompt(sid, "/compact"))
+        assert await asyncio.to_thread(fake.wait_for_stalls, 1, WAIT_S)
+        [running] = read_back(db, sid)[1]
+        assert running.status == "running"
+        doomed.process.kill()  # SIGKILL
+        assert await asyncio.wait_for(doomed.process.wait(), WAIT_S) == -9
+        compact.cancel()
+        with contextlib.suppress(BaseException):
+            await compact
+    assert fake.summary_requests == 1
+    marker_id = running.marker_id
+    [interrupted] = summaries(db, marker_id)
+    assert not interrupted.succeeded
+
+    async with spawn(db, config_file, env, compaction=True) as fresh:
+        await fresh.conn.load_session(session_id=sid, cwd=str(workspace), mcp_servers=[])
+        assert await fresh.prompt(sid, "carry on") == "end_turn"
+        assert fake.summary_requests == 2
+        assert fresh.text(sid).endswith("Echo: carry on")
+        finished = [u for u in fresh.updates(sid, "compaction_update") if u["status"] != "failed"]
+        assert [(u["compactionId"], u["status"]) for u in finished][-1] == (marker_id, "completed")
+
+    history, compactions = read_back(db, sid)
+    [compaction] = compactions  # the interrupted compaction, finished: not a new one
+    assert compaction.marker_id == marker_id and compaction.status == "completed"
+    assert [m.info.id for m in history if m.info.kind == "marker"] == [marker_id]
+    attempts = summaries(db, marker_id)
+    assert [m.id for m in attempts if m.succeeded] == [compaction.summary_id]
+    assert len(attempts) == 2
+    assert [m.info.kind for m in history][-2:] == ["prompt", "reply"]
