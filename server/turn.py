@@ -595,6 +595,7 @@ def _stored_metadata(metadata: dict[str, Any] | None) -> Json | None:
     content before the change when that is not large (every sync of the part carries it)."""
     if not metadata:
         return None
+
     def kept(entry: dict[str, Any]) -> dict[str, Any]:
         before = entry.get("before")
         if isinstance(before, str) and len(before) > MAX_STORED_BEFORE_CHARS:
