@@ -2,7 +2,7 @@
 
 ``--quick`` shrinks the run counts and skips the 50 000-message session, for development; the
 document then says so. ``--only NAMES`` (comma-separated: context, server, cold, turns, stream,
-overlap, crash, long) runs just those and prints their report without touching docs/.
+overlap, crash, acp, long) runs just those and prints their report without touching docs/.
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ Written by `./dev bench` on {datetime.date.today().isoformat()} in {minutes:.0f}
             + compare_report.fill(
                 "Ratio = sessionlsp ÷ opencode of the medians: below 1.00x sessionlsp takes "
                 "less time or memory; for deltas per second above 1.00x it delivers more; for "
-                "durable commits above 1.00x it writes more often. Figures 4 and 5 are counts "
-                "(n = runs; a range when the runs differ). The 1-minute load average was "
+                "durable commits above 1.00x it writes more often. Figures 4, 5 and 8's "
+                "`/compact` row are counts (n = runs; a range when the runs differ). The 1-minute "
+                "load average was "
                 f"{load[0]:.2f} when the side-by-side figures started."
             )
         )

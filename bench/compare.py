@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    fig_acp,
     fig_cold,
     fig_crash,
     fig_long,
@@ -28,7 +29,7 @@ from bench.arena import Arena
 from bench.fake_provider import FakeProvider
 
 # In the order they run: the long sessions last, as they take the longest.
-FIGURES = ("cold", "turns", "stream", "overlap", "crash", "long")
+FIGURES = ("cold", "turns", "stream", "overlap", "crash", "acp", "long")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Comparison:
     overlap: fig_overlap.Overlaps | None = None
     crash: fig_crash.Crashes | None = None
     long: fig_long.Long | None = None
+    acp: fig_acp.Acp | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # load averages when it started
 
@@ -55,6 +57,7 @@ def run(workdir: Path, quick: bool, only: set[str] | None = None) -> Comparison:
         "overlap": fig_overlap.run,
         "crash": fig_crash.run,
         "long": fig_long.run,
+        "acp": fig_acp.run,
     }
     with FakeProvider() as fake:
         arena = Arena(workdir, fake, binary, quick)

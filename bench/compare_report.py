@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from bench import fig_cold, fig_crash, fig_long, fig_overlap, fig_stream, fig_turns
+from bench import fig_acp, fig_cold, fig_crash, fig_long, fig_overlap, fig_stream, fig_turns
 from bench.compare import Comparison
 from bench.fake_provider import CLASSIFY_RULE
 from bench.history import History
@@ -392,6 +392,106 @@ def _stream_section(s: fig_stream.Streams) -> str:
     )
 
 
+def _acp_spreads(system: fig_acp.System) -> dict[str, Spread] | None:
+    runs = system.runs
+    if not runs:
+        return None
+    return {
+        "init": spread([r.init_ms for r in runs]),
+        "new": spread([r.new_ms for r in runs]),
+        "chunk": spread([r.first_chunk_ms for r in runs]),
+        "turn": spread([t for r in runs for t in r.turn_ms]),
+        "overhead": spread([t for r in runs for t in r.overhead_ms]),
+    }
+
+
+def _acp_compact_cell(system: fig_acp.System) -> str:
+    runs = system.runs
+    if not runs:
+        return "not measured"
+    markers = [r.markers for r in runs]
+    marker_text = (
+        "n/a marker(s) (the ACP session id is not a session in its store)"
+        if any(m is None for m in markers)
+        else f"{_counts([m for m in markers if m is not None])} marker(s)"
+    )
+    requests = _counts([r.summary_requests for r in runs])
+    return f"{requests} summary request(s), {marker_text} (n={len(runs)})"
+
+
+def _acp_rows(a: fig_acp.Acp) -> list[Row]:
+    ours, peer = _acp_spreads(a.sessionlsp), _acp_spreads(a.opencode)
+    missing = "not measured (see figure 8)"
+    what = {
+        "init": "ACP: spawn to the `initialize` answer, ms",
+        "new": "ACP: spawn to the `session/new` answer, ms",
+        "chunk": "ACP: prompt to the first `agent_message_chunk`, ms",
+        "overhead": f"ACP: per-turn overhead beyond the provider, {fig_acp.TURNS} turns a run, ms",
+    }
+    digits = {"init": 0, "new": 0, "chunk": 1, "overhead": 1}
+    found = []
+    for key, text in what.items():
+        o = ours[key] if ours else None
+        q = peer[key] if peer else None
+        found.append(
+            Row(
+                "8",
+                text,
+                o.show_n(digits[key]) if o else missing,
+                q.show_n(digits[key]) if q else missing,
+                ratio(o, q) if o and q else "-",
+                _slower_if(True, o, q, "acp") if o and q else None,
+            )
+        )
+    ok = all(r.summary_requests == 1 and r.markers == 1 for r in a.sessionlsp.runs)
+    found.append(
+        Row(
+            "8",
+            f"ACP: {fig_acp.COMPACTS} concurrent `/compact` prompts on one session: summary "
+            "requests the provider got, compaction markers left",
+            _acp_compact_cell(a.sessionlsp),
+            _acp_compact_cell(a.opencode),
+            "-",
+            None if ok or not a.sessionlsp.runs else "acp_compact",
+        )
+    )
+    return found
+
+
+def _acp_section(a: fig_acp.Acp) -> str:
+    lines = [
+        "| system | spawn to `initialize` answer, ms | spawn to `session/new` answer, ms | "
+        "prompt to first `agent_message_chunk`, ms | turn at the client, ms | overhead, ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    names = (("`sessionlsp acp`", a.sessionlsp), ("`opencode acp`", a.opencode))
+    for name, system in names:
+        sp = _acp_spreads(system)
+        if sp:
+            lines.append(
+                f"| {name} | {sp['init'].show_n(0)} | {sp['new'].show_n(0)} "
+                f"| {sp['chunk'].show_n(1)} | {sp['turn'].show_n(1)} | {sp['overhead'].show_n(1)} |"
+            )
+    lines += [
+        "",
+        "| system | run | summary requests | markers | `/compact` answers |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, system in names:
+        for i, r in enumerate(system.runs, 1):
+            marker = "n/a" if r.markers is None else str(r.markers)
+            lines.append(
+                f"| {name} | {i} | {r.summary_requests} | {marker} | {_tally(r.compact_answers)} |"
+            )
+    for name, system in names:
+        if system.error:
+            lines.append(
+                "\n"
+                + fill(f"{name} could not be measured, so it has no figures here: {system.error}")
+            )
+    return "\n".join(lines)
+
+
 # --- why sessionlsp is slower, where it is -------------------------------------------------------
 
 WHY: dict[str, str] = {
@@ -431,6 +531,15 @@ WHY: dict[str, str] = {
         "and stay within the bound floor(turn / 250 ms) + 1; a longer flush interval would "
         "trade durability for fewer writes."
     ),
+    "acp": (
+        "**ACP front end.** `sessionlsp acp` is a Python process: interpreter start-up and "
+        "imports come before the `initialize` answer, and each turn commits its SQLite "
+        "transactions (figure 2) before the prompt is answered."
+    ),
+    "acp_compact": (
+        "**Concurrent `/compact` over ACP.** sessionlsp left more than one marker or summary "
+        "request: that breaks its one-active-compaction guarantee and is a bug to fix."
+    ),
     "overlap": (
         "**Overlapping triggers.** sessionlsp left more than one marker or summary request: "
         "that breaks its one-active-compaction guarantee and is a bug to fix."
@@ -458,6 +567,8 @@ def rows(c: Comparison) -> list[Row]:
         found += _stream_rows(c.stream)
     if c.long:
         found += _memory_rows(c.long)
+    if c.acp:
+        found += _acp_rows(c.acp)
     return found
 
 
@@ -522,6 +633,9 @@ def sections(c: Comparison, plots: dict[str, str]) -> str:
             + "\n\n"
             + _memory_section(memory)
         )
+    if c.acp:
+        acp = c.acp
+        add("8. The ACP front ends", fig_acp, lambda: _acp_section(acp))
     return "\n\n".join(parts)
 
 
