@@ -20,10 +20,12 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from importlib.metadata import version
+from typing import BinaryIO
 
 from client.chat import build_parser, run_chat
-from server.config import ConfigError, default_config_path, load_config
+from server.config import Config, ConfigError, default_config_path, load_config
 from server.logs import setup_logging
 from server.lsp_stdio import serve_stdio
 from store import Store, StoreError, default_db_path
@@ -46,25 +48,23 @@ def _info(db: str | None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = load_config(config_path=args.config, db_override=args.db)
-    setup_logging(config)
-    stdout = sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but the protocol may reach the real stdout
-    code = serve_stdio(config, sys.stdin.buffer, stdout)
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(code)  # the stdin reader thread may still be blocked in read()
+    return _on_stdio(args, serve_stdio)
 
 
 def _acp(args: argparse.Namespace) -> int:
     # Imported here: `serve` does not pay for loading the ACP SDK and pydantic (~0.3 s).
     from server.frontends.acp_stdio import serve_stdio as serve_acp  # noqa: PLC0415
 
+    return _on_stdio(args, serve_acp)
+
+
+def _on_stdio(args: argparse.Namespace, serve: Callable[[Config, BinaryIO, BinaryIO], int]) -> int:
+    """Run a front end on stdin/stdout, then end the process with its exit code."""
     config = load_config(config_path=args.config, db_override=args.db)
     setup_logging(config)
     stdout = sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but ACP messages may reach the real stdout
-    code = serve_acp(config, sys.stdin.buffer, stdout)
+    sys.stdout = sys.stderr  # nothing but the protocol may reach the real stdout
+    code = serve(config, sys.stdin.buffer, stdout)
     logging.shutdown()
     sys.stderr.flush()
     os._exit(code)  # the stdin reader thread may still be blocked in read()
