@@ -17,8 +17,14 @@ default reply: ``"Echo: "`` plus the first 200 characters of the last user messa
 request took to answer, :attr:`FakeOpenAI.stalls` how many :class:`Stall` steps have sent their
 chunks and gone silent.
 
+With ``directives=True`` (``--directives`` on the command line) a person or a real-editor test
+scripts tool calls by typing them: a last user message ``/tool NAME {json arguments}`` is
+answered with that one tool call, and a request whose last message is a tool result is answered
+``"Done: "`` plus that result's first line, so the turn ends. One ``/tool`` line per prompt;
+everything else is answered as usual.
+
 Runnable on its own: ``python -m fakeprovider.openai_server --port 0 --delay-ms 0
---chunk-chars 4`` prints its base URL on the first line of stdout and serves until
+--chunk-chars 4 [--directives]`` prints its base URL on the first line of stdout and serves until
 interrupted (SIGINT or SIGTERM).
 """
 
@@ -165,6 +171,28 @@ def _last_user_text(body: dict[str, Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _content_text(message.get("content"))
     return ""
+
+
+DIRECTIVE = "/tool "
+
+
+def _directed_reply(body: dict[str, Any]) -> Reply | None:
+    """The reply a ``/tool`` directive asks for (see the module docstring), or None."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if not messages:
+        return None
+    last = messages[-1]
+    if last.get("role") == "tool":
+        first = _content_text(last.get("content")).strip().splitlines()
+        return Reply("Done: " + (first[0] if first else "(no output)"))
+    if last.get("role") != "user":
+        return None
+    text = _content_text(last.get("content")).strip()
+    if not text.startswith(DIRECTIVE):
+        return None
+    name, _, arguments = text[len(DIRECTIVE) :].strip().partition(" ")
+    calls = sum(1 for m in messages if m.get("role") == "user")
+    return Reply(tool_calls=[(f"call_d{calls}", name, arguments.strip() or "{}")])
 
 
 def is_summary_request(body: dict[str, Any], prefixes: Sequence[str] = (SUMMARY_PREFIX,)) -> bool:
@@ -478,8 +506,10 @@ class FakeOpenAI:
         reply: Callable[[dict[str, Any]], str] | None = None,
         summary_text: str = DEFAULT_SUMMARY,
         summary_prefixes: Sequence[str] = (SUMMARY_PREFIX,),
+        directives: bool = False,
     ) -> None:
         self.model = model
+        self.directives = directives  # "/tool NAME {json}" prompts become tool calls
         self.chunk_chars = chunk_chars
         self.delay_s = delay_s
         self.prompt_tokens = prompt_tokens
@@ -698,6 +728,10 @@ class FakeOpenAI:
             return Reply(self.summary_text)
         if self.reply is not None:
             return Reply(self.reply(body))
+        if self.directives:
+            directed = _directed_reply(body)
+            if directed is not None:
+                return directed
         return Reply("Echo: " + (_last_user_text(body)[:ECHO_CHARS] or "(nothing)"))
 
     def _usage_for(self, body: dict[str, Any], answer: str) -> tuple[int, int]:
@@ -721,6 +755,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--prompt-tokens", type=int, default=None)
     parser.add_argument("--completion-tokens", type=int, default=None)
+    parser.add_argument(
+        "--directives", action="store_true", help='"/tool NAME {json}" prompts become tool calls'
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -736,6 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         delay_s=args.delay_ms / 1000.0,
         prompt_tokens=args.prompt_tokens,
         completion_tokens=args.completion_tokens,
+        directives=args.directives,
     ) as fake:
         print(fake.base_url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):

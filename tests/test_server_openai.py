@@ -254,6 +254,27 @@ async def test_tool_calls_run_in_the_session_directory_and_feed_the_next_step(
     assert "the answer is 42" in tool_messages[0]["content"]
 
 
+async def test_a_typed_tool_directive_makes_the_fake_call_that_tool_then_end_the_turn(
+    server: Session, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    # Real-editor tests script tool calls this way (``--directives``): a person types the call.
+    fake.directives = True
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("the answer is 42\n")
+    sid = await new_session(server, directory=str(work))
+    prompt = '/tool read_file {"path": "notes.txt"}'
+    result = await server.request("session/prompt", prompt_params(sid, prompt))
+    assert result["stopReason"] == "end_turn"
+    messages = await history(server, sid)
+    [tool] = [p for m in messages for p in m["parts"] if p["type"] == "tool"]
+    assert (tool["tool"], tool["state"]["status"]) == ("read_file", "completed")
+    assert text_of(messages[-1]) == "Done: 1| the answer is 42"
+    again = await server.request("session/prompt", prompt_params(sid, "plain words"))
+    assert again["stopReason"] == "end_turn"
+    assert text_of((await history(server, sid))[-1]) == "Echo: plain words"
+
+
 async def test_list_files_and_grep_over_a_file_name_that_is_not_utf8_end_the_turn_normally(
     server: Session, fake: FakeOpenAI, tmp_path: Path
 ) -> None:
