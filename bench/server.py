@@ -63,7 +63,7 @@ BARE = [sys.executable, "-c", "pass"]
 def _env(**extra: str) -> dict[str, str]:
     """Our environment without the user's sessionlsp or OpenAI settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONLSP_", "OPENAI_"))}
-    return env | extra
+    return env | {"SESSIONLSP_OFFLINE_DELAY_MS": "0"} | extra  # offline provider unpaced
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> RpcClient:

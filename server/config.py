@@ -187,6 +187,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("log_level", "logLevel", "SESSIONLSP_LOG_LEVEL", _parse_log_level),
     _Key("permission", "permission", "SESSIONLSP_PERMISSION", _parse_permission),
     _Key("sandbox", "sandbox", "SESSIONLSP_SANDBOX", _parse_sandbox),
+    _Key("offline_delay_ms", "offlineDelayMs", "SESSIONLSP_OFFLINE_DELAY_MS", _parse_count),
 )
 _BY_CAMEL = {key.camel: key for key in KEYS}
 _CAMEL = {key.name: key.camel for key in KEYS} | {"api_key": API_KEY_KEY}
@@ -243,6 +244,7 @@ class Config:
     # What tool calls may run unasked (server/permissions.py); replaced whole by a later layer.
     permission: Rules = DEFAULT_RULES
     sandbox: Sandbox | None = None  # None: bwrap when it is on PATH, else none
+    offline_delay_ms: int = 40  # the offline provider's pause between streamed pieces
     # Per field name: "default", "file <path>", "env SESSIONLSP_X", "initializationOptions",
     # or "--db".
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -275,6 +277,7 @@ class Config:
             "logLevel": self.log_level,
             "permission": self.permission.to_json(),
             "sandbox": self.sandbox,
+            "offlineDelayMs": self.offline_delay_ms,
             "configFile": self.config_file,
             "sources": {camel: self.sources.get(name, DEFAULT) for name, camel in _CAMEL.items()},
             "warnings": list(self.warnings),
@@ -501,6 +504,7 @@ def _resolve(layers: ConfigLayers) -> Config:
         "log_level": "warning",
         "permission": DEFAULT_RULES,
         "sandbox": None,
+        "offline_delay_ms": 40,
     }
     for key in KEYS:
         merged.setdefault(key.name, fallback[key.name])

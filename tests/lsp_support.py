@@ -110,6 +110,7 @@ class Session:
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONLSP_")}
     env.pop("OPENAI_API_KEY", None)
+    env["SESSIONLSP_OFFLINE_DELAY_MS"] = "0"  # the offline provider unpaced (tests never wait)
     env.update(extra or {})
     return env
 

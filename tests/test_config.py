@@ -355,6 +355,7 @@ def test_public_json_shows_every_setting_in_camel_case_with_sources() -> None:
         "logLevel": "error",
         "permission": {"read": {"*": "allow"}, "edit": {"*": "ask"}, "bash": {"*": "ask"}},
         "sandbox": None,
+        "offlineDelayMs": 40,
         "configFile": None,
         "sources": {
             "provider": "default",
@@ -368,6 +369,7 @@ def test_public_json_shows_every_setting_in_camel_case_with_sources() -> None:
             "logLevel": "env SESSIONLSP_LOG_LEVEL",
             "permission": "default",
             "sandbox": "default",
+            "offlineDelayMs": "default",
             "apiKey": "default",
         },
         "warnings": ['unknown key "colour" in initializationOptions is ignored'],

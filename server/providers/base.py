@@ -156,6 +156,9 @@ class ProviderConfig(Protocol):
     @property
     def output_limit(self) -> int: ...
 
+    @property
+    def offline_delay_ms(self) -> int: ...  # the offline provider's pause between pieces
+
 
 @dataclass(frozen=True)
 class ProviderEntry:

@@ -4,9 +4,18 @@ It answers every prompt with a short reply built from the prompt's own words, st
 words at a time, and reports token usage estimated from the request (four characters a token).
 It exists so that a newcomer (and the test suite) can see sessions, streaming, compaction and
 sync work with nothing configured. It never calls tools.
+
+The trap is speed: answered in a millisecond, streaming and cancel cannot be seen, so a person
+trying the product concludes neither works. The pieces are paced (``offline_delay_ms``, default
+40 ms a piece of three words, about a second per answer; cancel takes effect within one pause).
+Tests and benchmarks set it to 0. The answer states no token count of its own: the editors'
+meter (``session/context``) is the one count, and a second estimate here disagreed with it.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
 
 from server.providers.base import (
     CancelToken,
@@ -43,9 +52,20 @@ def offline_answer(request: ChatRequest) -> str:
         f'You said: "{_one_line(last, QUOTE_CHARS)}" ({words} words). '
         f"This is the offline provider, not a language model: it repeats what you wrote so "
         f"that sessions, streaming, compaction and sync can be tried without one. "
-        f"The model would now see {turns} user message{'s' if turns != 1 else ''} "
-        f"and about {sum(_tokens(m.content) for m in request.messages)} tokens."
+        f"The model would now see {turns} user message{'s' if turns != 1 else ''}; "
+        f"the context meter shows how many tokens."
     )
+
+
+def _pause(seconds: float, cancel: CancelToken) -> None:
+    """Wait ``seconds`` or until ``cancel`` is set, in short waits (any CancelToken has
+    ``is_set()``, not every one ``wait()``)."""
+    idle = threading.Event()  # waited on, never set: a pause that is not a busy loop
+    left = seconds
+    while left > 0 and not cancel.is_set():
+        step = min(left, 0.01)
+        idle.wait(step)
+        left -= step
 
 
 def _pieces(text: str, words_per_piece: int) -> list[str]:
@@ -58,10 +78,18 @@ def _pieces(text: str, words_per_piece: int) -> list[str]:
 
 class OfflineProvider:
     def __init__(
-        self, *, model: str = "offline", context_limit: int = 8000, output_limit: int = 1000
+        self,
+        *,
+        model: str = "offline",
+        context_limit: int = 8000,
+        output_limit: int = 1000,
+        delay_ms: int = 0,
+        pause: Callable[[float, CancelToken], None] = _pause,
     ) -> None:
         self._info = ProviderInfo("offline", model, context_limit, output_limit)
         self.words_per_piece = 3
+        self.delay_s = delay_ms / 1000.0
+        self._pause = pause
 
     @property
     def info(self) -> ProviderInfo:
@@ -69,7 +97,9 @@ class OfflineProvider:
 
     def chat(self, request: ChatRequest, sink: StreamSink, cancel: CancelToken) -> ChatResult:
         answer = offline_answer(request)
-        for piece in _pieces(answer, self.words_per_piece):
+        for i, piece in enumerate(_pieces(answer, self.words_per_piece)):
+            if i and self.delay_s > 0:
+                self._pause(self.delay_s, cancel)
             if cancel.is_set():
                 raise ProviderCancelled()
             sink.text(piece)
@@ -86,6 +116,7 @@ def _make(config: ProviderConfig) -> OfflineProvider:
         model=config.model or "offline",
         context_limit=config.context_limit,
         output_limit=config.output_limit,
+        delay_ms=config.offline_delay_ms,
     )
 
 

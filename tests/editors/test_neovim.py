@@ -102,6 +102,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     for name in list(os.environ):
         if name.startswith("SESSIONLSP_") or name == "OPENAI_API_KEY":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("SESSIONLSP_OFFLINE_DELAY_MS", "0")  # the offline provider unpaced
     for name in ("STATE", "CACHE", "CONFIG", "DATA"):
         path = tmp_path / name.lower()
         path.mkdir()

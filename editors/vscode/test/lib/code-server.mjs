@@ -112,6 +112,7 @@ export function sandboxEnv(box) {
     XDG_DATA_HOME: join(box.home, ".local/share"),
     XDG_CACHE_HOME: join(box.home, ".cache"),
     XDG_STATE_HOME: join(box.home, ".local/state"),
+    SESSIONLSP_OFFLINE_DELAY_MS: "0", // the offline provider unpaced: tests never wait on it
     SESSIONLSP_TEST_REPORT: box.reportFile,
   };
 }
