@@ -58,6 +58,7 @@ from server.providers.base import (
 from server.prune import PRUNE_MINIMUM_TOKENS, PRUNE_PROTECT_TOKENS, prune
 from server.stream import Status, Step, StepSink
 from server.summarizers import token_usage
+from server.titles import title_from_prompt
 from server.tokens import ModelLimits, estimate_text, is_overflow
 from server.tools import (
     TOOL_SPECS,
@@ -237,7 +238,10 @@ class Turn:
         if self.stop.is_set():
             return self.outcome("cancelled")
         with self.store.write() as tx:
-            self.directory = tx.update_session(self.session_id).directory  # last activity
+            # last activity; an untitled session takes its title from this prompt
+            titled = tx.require_session(self.session_id).title
+            title = None if titled else title_from_prompt(self.input.texts) or None
+            self.directory = tx.update_session(self.session_id, title=title).directory
             prompt = tx.add_message(self.session_id, "prompt", model=self.input.model)
             for text in self.input.texts:
                 tx.put_part(prompt.id, TextPart(text))

@@ -186,6 +186,24 @@ async def test_list_is_newest_first_and_filters_by_directory(server: Session) ->
     assert server.collected.syncs(a["sessionId"], "session.updated")
 
 
+async def test_an_untitled_session_is_titled_from_its_first_prompt_and_keeps_that_title(
+    server: Session,
+) -> None:
+    sid = (await server.request("session/new", {}))["sessionId"]
+    await server.request(
+        "session/prompt", prompt_params(sid, "\n  Why does the parser\treject [] ?\nmore")
+    )
+    await server.request("session/prompt", prompt_params(sid, "a second question"))
+    [listed] = (await server.request("session/list", {}))["sessions"]
+    assert listed["title"] == "Why does the parser reject [] ?"
+    updates = server.collected.syncs(sid, "session.updated")
+    assert updates[0]["data"]["title"] == "Why does the parser reject [] ?"  # editors see it live
+    titled = await server.request("session/new", {"title": "Fix the parser"})
+    await server.request("session/prompt", prompt_params(titled["sessionId"], "something else"))
+    listed = await server.request("session/list", {})
+    assert listed["sessions"][0]["title"] == "Fix the parser"  # a given title is kept
+
+
 async def test_events_cursor_lets_a_client_resume(server: Session) -> None:
     sid = await new_session(server)
     loaded = await server.request("session/load", {"sessionId": sid})
