@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,7 +52,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROTOCOL_VERSION = 1
-TITLE_CHARS = 60
 PREVIEW_CHARS = 60
 LIST_LIMIT = 20
 CLOSE_TIMEOUT_S = 5.0
@@ -479,14 +479,13 @@ class _Chat:
     def ensure_session(self, first_message: str) -> str:
         if self.session_id is not None:
             return self.session_id
-        result = _obj(
-            self.client.request(
-                "session/new", {"title": _title(first_message), "directory": os.getcwd()}
-            )
-        )
+        # untitled: the server titles the session from this first prompt
+        result = _obj(self.client.request("session/new", {"directory": os.getcwd()}))
         session_id = _str(result.get("sessionId"))
         self._use(session_id)
-        self.out.note(f"session {session_id} (resume with: sessionlsp chat --session {session_id})")
+        self.out.note(
+            f"session {session_id} (resume with: {resume_command()} --session {session_id})"
+        )
         return session_id
 
     def one_shot(self, message: str) -> int:
@@ -670,10 +669,22 @@ def _error_text(error: Any) -> str:
     return f"{name}: {message}" if name else message
 
 
-def _title(text: str) -> str:
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    title = " ".join(first.split())
-    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+LAUNCHER_ENV = "SESSIONLSP_CHAT_COMMAND"  # set by ./dev, whose venv is not on PATH
+
+
+def resume_command() -> str:
+    """The command that starts this chat again from where the person is: ``./dev chat`` sets
+    :data:`LAUNCHER_ENV`; else ``sessionlsp chat`` when that name on PATH is this program, else
+    this program's path (a venv's script that is not on PATH)."""
+    launcher = os.environ.get(LAUNCHER_ENV, "").strip()
+    if launcher:
+        return launcher
+    me = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(me) != "sessionlsp":
+        return "sessionlsp chat"  # run some other way (python -m, tests): the usual name
+    found = shutil.which("sessionlsp")
+    on_path = found is not None and os.path.realpath(found) == me
+    return "sessionlsp chat" if on_path else f"{me} chat"
 
 
 def _preview(parts: list[Any]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from client.chat import build_parser, run_chat
+from client.chat import build_parser, resume_command, run_chat
 from client.rpc_client import RpcClient
 from client.terminal import Question, Terminal
 from fakeprovider.openai_server import FakeOpenAI, Reply
@@ -71,7 +71,7 @@ def test_one_shot_prints_exactly_the_streamed_answer(tmp_path: Path) -> None:
     err = chat.stderr.getvalue()
     assert "session ses_fake1 (resume with: sessionlsp chat --session ses_fake1)" in err
     (new,) = chat.received("session/new")
-    assert new["params"] == {"title": "hello", "directory": os.getcwd()}
+    assert new["params"] == {"directory": os.getcwd()}  # the server titles it from the prompt
     (prompt,) = chat.received("session/prompt")
     assert prompt["params"]["prompt"] == [{"type": "text", "text": "hello"}]
     assert chat.received("shutdown") and chat.received("exit")
@@ -143,8 +143,31 @@ def test_repl_ends_at_eof_and_new_starts_another_session(tmp_path: Path) -> None
     chat = Chat(tmp_path)
     assert chat.run(stdin="one\n/new\ntwo\n") == 0
     assert chat.stdout.getvalue() == "Echo: one\nEcho: two\n"
-    titles = [m["params"]["title"] for m in chat.received("session/new")]
-    assert titles == ["one", "two"]
+    prompts = [
+        (m["params"]["sessionId"], m["params"]["prompt"][0]["text"])
+        for m in chat.received("session/prompt")
+    ]
+    assert len(chat.received("session/new")) == 2
+    assert prompts[0][1] == "one" and prompts[1][1] == "two"
+
+
+def test_the_resume_hint_names_a_command_that_works_from_where_the_person_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIONLSP_CHAT_COMMAND", "./dev chat")  # as ./dev sets it
+    chat = Chat(tmp_path)
+    assert chat.run("hello") == 0
+    assert "(resume with: ./dev chat --session ses_fake1)" in chat.stderr.getvalue()
+    monkeypatch.delenv("SESSIONLSP_CHAT_COMMAND")
+    script = tmp_path / "venv" / "bin" / "sessionlsp"  # a venv's script, not on PATH
+    script.parent.mkdir(parents=True)
+    script.write_text("")
+    monkeypatch.setattr(sys, "argv", [str(script), "chat"])
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    assert resume_command() == f"{script.resolve()} chat"
+    monkeypatch.setenv("PATH", str(script.parent))
+    script.chmod(0o755)
+    assert resume_command() == "sessionlsp chat"
 
 
 def test_repl_reports_unknown_commands_and_keeps_going(tmp_path: Path) -> None:

@@ -267,6 +267,8 @@ class FakeSidecar:
             self.error(request_id, self.unknown_session, f"unknown session: {sid}")
             return
         text = "".join(p.get("text", "") for p in params.get("prompt", []))
+        if not self.sessions[sid]["title"]:  # as the server does: titled by the first prompt
+            self.sessions[sid]["title"] = " ".join(text.split())[:60]
         message_id = self.next_id("msg")
         self.notify("session/status", {"sessionId": sid, "status": "busy"})
         if "wait" in text or "stubborn" in text:
