@@ -121,8 +121,10 @@ class SessionServer(LanguageServer):
             return {"protocolVersion": wire.PROTOCOL_VERSION}
         info = s.setup.limits
         model = s.config.model or (s.setup.provider.info.model if s.setup.provider else "")
+        public = s.config.public_json()  # the base URL with any password masked
+        where = (str(s.store.path), public["baseUrl"], s.config.api_key is not None)
         return wire.capabilities(
-            s.config.provider, model, (info.context, info.output), s.config.auto_compact
+            s.config.provider, model, (info.context, info.output), s.config.auto_compact, where
         )
 
     def require(self) -> Sidecar:

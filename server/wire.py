@@ -103,8 +103,20 @@ def status(s: SessionStatus) -> Json:
     return out
 
 
-def capabilities(provider: str, model: str, limits: tuple[int, int], auto: bool) -> Json:
-    return {
+def capabilities(
+    provider: str,
+    model: str,
+    limits: tuple[int, int],
+    auto: bool,
+    where: tuple[str, str | None, bool] | None = None,
+) -> Json:
+    """``where``: the database file, the (masked) base URL and whether an API key is set, for
+    a health check to name them (the key itself never)."""
+    found: Json = {}
+    if where is not None:
+        db, base_url, key_set = where
+        found = {"db": db, "baseUrl": base_url, "apiKey": "set" if key_set else "not set"}
+    return found | {
         "protocolVersion": PROTOCOL_VERSION,
         "provider": provider,
         "model": model,

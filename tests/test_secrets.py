@@ -70,7 +70,11 @@ def test_the_api_key_is_in_no_file_log_frame_or_error_after_every_kind_of_failur
         init = server.initialize(
             {"apiKey": offered, "logLevel": "debug"}, capabilities={}, timeout=WAIT_S
         )
-        assert init["capabilities"]["experimental"]["sessionlsp"]["provider"] == "openai"
+        ours = init["capabilities"]["experimental"]["sessionlsp"]
+        assert ours["provider"] == "openai"
+        # a health check can say whether a key is set and where things are, never the key
+        assert (ours["apiKey"], ours["baseUrl"], ours["db"]) == ("set", fake.base_url, str(db))
+        assert key not in json.dumps(init)
         sid = server.request("session/new", {"title": "secrets"}, timeout=WAIT_S)["sessionId"]
         assert prompt(server, sid, "a first, ordinary turn")["stopReason"] == "end_turn"
 

@@ -621,6 +621,8 @@ def test_checkhealth_starts_the_server_and_reports_its_version_and_settings(
     assert "- provider: offline" in text and "- model: offline" in text
     assert "- contextLimit: 9000" in text and "- autoCompact: true" in text
     assert "- usable window: 8000 tokens" in text  # 9000 - min(1000, 20000)
+    assert f"- database: {editor.db}" in text  # the file the server opened
+    assert "- API key: not set" in text
     editor.wait("#vim.lsp.get_clients() == 0", "the probe server to be gone")
 
 

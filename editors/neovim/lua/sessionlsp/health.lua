@@ -69,6 +69,22 @@ function M.check()
     health.info("usable window: " .. tostring(usable) .. " tokens")
   end
   health.info("autoCompact: " .. tostring(caps.autoCompact))
+  if caps.db then
+    health.info("database: " .. tostring(caps.db))
+  end
+  if caps.provider ~= "offline" then
+    if caps.baseUrl == nil or caps.baseUrl == vim.NIL then
+      health.warn("baseUrl: (none): prompts will fail", { "Set baseUrl (SESSIONLSP_BASE_URL or init_options.baseUrl)" })
+    else
+      health.info("baseUrl: " .. tostring(caps.baseUrl))
+    end
+  end
+  if caps.apiKey == "set" then
+    health.info("API key: set") -- whether, never which
+  elseif caps.apiKey ~= nil then
+    local say = caps.provider == "offline" and health.info or health.warn
+    say("API key: not set", { "Set SESSIONLSP_API_KEY in the environment Neovim starts the server in" })
+  end
   if opts.init_options then
     health.info("init_options sent: " .. vim.inspect(opts.init_options, { newline = " ", indent = "" }))
   end
