@@ -34,7 +34,7 @@ import {
   expandPath,
   initializationOptions,
   notFoundMessage,
-  resolveExecutable,
+  findExecutable,
   serverArguments,
   serverEnvironment,
 } from "./serverConfig";
@@ -101,8 +101,19 @@ function workspaceFolder(): string | undefined {
   return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 }
 
+/**
+ * Open the settings editor where `setting` can be set. `sessionlsp.serverPath` is
+ * machine-overridable: the User tab of a remote window does not list it ("No Settings Found"),
+ * so open the workspace's settings when there is a workspace, else the remote machine's.
+ */
 async function openSettings(setting: string): Promise<void> {
-  await vscode.commands.executeCommand("workbench.action.openSettings", setting);
+  if (vscode.workspace.workspaceFolders?.length) {
+    await vscode.commands.executeCommand("workbench.action.openWorkspaceSettings", { query: setting });
+  } else if (vscode.env.remoteName !== undefined) {
+    await vscode.commands.executeCommand("workbench.action.openRemoteSettings", { query: setting });
+  } else {
+    await vscode.commands.executeCommand("workbench.action.openSettings", setting);
+  }
 }
 
 /** Owns the LanguageClient; `rpc` stays valid across restarts. */
@@ -178,12 +189,14 @@ export class ServerConnection implements vscode.Disposable {
     const settings = readSettings();
     const ctx = { home: os.homedir(), workspaceFolder: workspaceFolder() };
     const configured = settings.serverPath.trim() === "" ? "sessionlsp" : settings.serverPath;
-    const command = resolveExecutable(expandPath(configured, ctx), process.env.PATH);
-    if (command === undefined) {
+    const found = findExecutable(configured, ctx, process.env.PATH);
+    if (found === undefined) {
       const message = notFoundMessage(expandPath(configured, ctx));
       this.fail(message, ["Open Settings"], () => openSettings("sessionlsp.serverPath"));
       return false;
     }
+    const command = found.command;
+    if (found.how === "discovered") this.output.info(`sessionlsp is not on PATH; using ${command}`);
     const apiKey = await this.context.secrets.get(API_KEY_SECRET);
     // No `transport`: the default is stdio without the `--stdio` argument that
     // TransportKind.stdio would append (which `sessionlsp serve` does not accept).

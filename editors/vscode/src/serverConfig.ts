@@ -101,10 +101,54 @@ export function resolveExecutable(
   return undefined;
 }
 
+/**
+ * Where a `sessionlsp` that is not on PATH usually is: the workspace's own virtual environment
+ * (a checkout after `./dev`, or a project that pip-installed it), then pip's `--user` and pipx's
+ * script directory, then pipx's venvs. The trap: VS Code started from a desktop launcher does not
+ * get the shell's PATH, so a person who can run `sessionlsp` in a terminal sees "not found".
+ */
+export function candidateExecutables(ctx: PathContext): string[] {
+  const out: string[] = [];
+  if (ctx.workspaceFolder !== undefined) {
+    for (const venv of [".venv", "venv"]) out.push(path.join(ctx.workspaceFolder, venv, "bin", "sessionlsp"));
+  }
+  out.push(
+    path.join(ctx.home, ".local", "bin", "sessionlsp"),
+    path.join(ctx.home, ".local", "share", "pipx", "venvs", "sessionlsp", "bin", "sessionlsp"),
+    path.join(ctx.home, ".local", "pipx", "venvs", "sessionlsp", "bin", "sessionlsp"),
+  );
+  return out;
+}
+
+export interface FoundExecutable {
+  command: string;
+  /** How it was found: "setting" (as configured, or on PATH) or "discovered" (a usual place). */
+  how: "setting" | "discovered";
+}
+
+/**
+ * The executable to start: the configured one (on PATH or where it points); when the setting is
+ * the default name and PATH has no such program, the first usual place that has it.
+ */
+export function findExecutable(
+  configured: string,
+  ctx: PathContext,
+  pathEnv: string | undefined,
+  isExecutable: (file: string) => boolean = isExecutableFile,
+): FoundExecutable | undefined {
+  const name = configured.trim() === "" ? DEFAULT_SETTINGS.serverPath : configured;
+  const direct = resolveExecutable(expandPath(name, ctx), pathEnv, isExecutable);
+  if (direct !== undefined) return { command: direct, how: "setting" };
+  if (name !== DEFAULT_SETTINGS.serverPath) return undefined; // a path the person chose: no guessing
+  const found = candidateExecutables(ctx).find((file) => isExecutable(file));
+  return found === undefined ? undefined : { command: found, how: "discovered" };
+}
+
 /** The message shown when the executable cannot be found. */
 export function notFoundMessage(serverPath: string): string {
   return (
-    `sessionlsp not found at "${serverPath}": install it with \`pip install <sessionlsp checkout>\` ` +
+    `sessionlsp not found at "${serverPath}" (nor in the workspace's .venv, ~/.local/bin or pipx): ` +
+    "install it with `pip install <sessionlsp checkout>` (or run ./dev in the checkout) " +
     "or set sessionlsp.serverPath to the sessionlsp executable."
   );
 }

@@ -7,7 +7,9 @@ import { compactNumber, statusText } from "../format";
 import {
   API_KEY_ENV,
   DEFAULT_SETTINGS,
+  candidateExecutables,
   expandPath,
+  findExecutable,
   initializationOptions,
   notFoundMessage,
   resolveExecutable,
@@ -85,6 +87,30 @@ describe("finding the executable", () => {
     assert.equal(resolveExecutable(plain, ""), undefined);
     assert.equal(resolveExecutable(dir, ""), undefined);
     assert.equal(resolveExecutable(path.join(dir, "missing"), ""), undefined);
+  });
+
+  test("the_default_name_not_on_path_is_found_in_the_workspace_venv_then_user_dirs", () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "sessionlsp-home-"));
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "sessionlsp-work-"));
+    const where = { home, workspaceFolder: work };
+    assert.equal(findExecutable("sessionlsp", where, "/nonexistent"), undefined);
+    const user = path.join(home, ".local", "bin", "sessionlsp");
+    fs.mkdirSync(path.dirname(user), { recursive: true });
+    fs.writeFileSync(user, "#!/bin/sh\n", { mode: 0o755 });
+    assert.deepEqual(findExecutable("sessionlsp", where, "/nonexistent"), { command: user, how: "discovered" });
+    const venv = path.join(work, ".venv", "bin", "sessionlsp");
+    fs.mkdirSync(path.dirname(venv), { recursive: true });
+    fs.writeFileSync(venv, "#!/bin/sh\n", { mode: 0o755 });
+    // the workspace's own environment goes first: it is the one the project was set up with
+    assert.deepEqual(findExecutable("", where, "/nonexistent"), { command: venv, how: "discovered" });
+    assert.deepEqual(findExecutable("sessionlsp", where, dir), { command: exe, how: "setting" });
+    assert.equal(candidateExecutables(where)[0], venv);
+  });
+
+  test("a_path_the_person_chose_is_never_replaced_by_a_guess", () => {
+    const where = { home: os.homedir(), workspaceFolder: undefined };
+    assert.equal(findExecutable("/opt/nowhere/sessionlsp", where, dir, () => false), undefined);
+    assert.equal(findExecutable("my-sessionlsp", where, "/nonexistent", () => true)?.how, "setting");
   });
 
   test("the_not_found_message_says_how_to_fix_it", () => {
